@@ -89,7 +89,9 @@ def choose_qparams_affine(
         raise TypeError(f"choose_qparams_affine needs a floating-point input, got {input.dtype}")
     quant_min, quant_max = _quant_range(target_dtype, quant_min, quant_max)
     scale_dtype = input.dtype if scale_dtype is None else scale_dtype
-    eps = torch.finfo(input.dtype).eps if eps is None else eps
+    # torchao's default: the smallest normal number. (finfo.eps would floor a bf16 scale at 2**-7
+    # and wreck small-magnitude weights.)
+    eps = torch.finfo(input.dtype).smallest_normal if eps is None else eps
 
     view, reduce_dims = _blocked_shape(block_size, input.shape)
     x = input.reshape(view).float()
@@ -102,7 +104,9 @@ def choose_qparams_affine(
         if mapping_type == MappingType.SYMMETRIC:
             scale = torch.maximum(-min_neg, max_pos) / ((quant_max - quant_min) / 2)
         else:
-            scale = torch.maximum(min_neg / quant_min, max_pos / quant_max)
+            smin, smax = min_neg / quant_min, max_pos / quant_max
+            # where, not maximum: with quant_min == 0 smin can be 0/0 = nan, which must lose.
+            scale = torch.where(smin > smax, smin, smax)
         scale = torch.clamp(scale, min=eps)
         zero_point = torch.full_like(scale, int((quant_max + quant_min + 1) / 2))
     elif mapping_type == MappingType.ASYMMETRIC:
@@ -124,12 +128,16 @@ def quantize_affine(
 ) -> torch.Tensor:
     """q = clamp(round(input / scale) + zero_point, quant_min, quant_max), in `output_dtype`.
 
-    Sub-byte dtypes (torch.uint4, ...) are returned in their storage dtype (uint8 / int8)."""
+    Sub-byte dtypes (torch.uint4, ...) are returned in their storage dtype (uint8 / int8).
+    Like torchao (and torch's quantized_decomposed ops) it multiplies by 1 / scale rather than
+    dividing, so that the results match theirs bit for bit on float32 input."""
+    if not input.dtype.is_floating_point:
+        raise TypeError(f"quantize_affine needs a floating-point input, got {input.dtype}")
     quant_min, quant_max = _quant_range(output_dtype, quant_min, quant_max)
     view, reduce_dims = _blocked_shape(block_size, input.shape)
     x = input.reshape(view).float()
     s = _broadcastable(scale, view, reduce_dims).float()
-    q = torch.round(x / s)
+    q = torch.round(x * (1.0 / s))
     if zero_point is not None:
         q = q + _broadcastable(zero_point, view, reduce_dims).float()
     q = torch.clamp(q, quant_min, quant_max).reshape(input.shape)

@@ -1,0 +1,28 @@
+"""tqk: Triton kernels for quantized matmul in PyTorch.
+
+    tqk.quantize_(model, tqk.Int4WeightOnlyConfig(group_size=128))
+    model = torch.compile(model)
+"""
+import os as _os
+
+import torch as _torch
+
+# Without a GPU the kernels run through Triton's interpreter, which Triton reads when a kernel
+# is defined: set it before any tqk kernel module imports triton, unless the user chose already.
+if not _torch.cuda.is_available():
+    _os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from .configs import (CannotQuantize, Float8WeightOnlyConfig, Int4WeightOnlyConfig,  # noqa: E402
+                      Int8WeightOnlyConfig, QuantConfig, quantize_weight)
+from .quant import (MappingType, PerAxis, PerBlock, PerGroup, PerRow, PerTensor,  # noqa: E402
+                    choose_qparams_affine, dequantize_affine, quantize_affine)
+from .quantize import FqnToConfig, QuantizeReport, quantize_  # noqa: E402
+from .tensor import QuantizedLinearWeight  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = [
+    "quantize_", "quantize_weight", "FqnToConfig", "QuantizeReport", "QuantizedLinearWeight", "QuantConfig",
+    "CannotQuantize", "Int4WeightOnlyConfig", "Int8WeightOnlyConfig", "Float8WeightOnlyConfig",
+    "MappingType", "PerTensor", "PerAxis", "PerRow", "PerGroup", "PerBlock",
+    "choose_qparams_affine", "quantize_affine", "dequantize_affine",
+]

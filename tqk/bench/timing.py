@@ -1,0 +1,210 @@
+"""Timing: CUDA-graph replay over enough weight copies to defeat the L2, plus the physical ceilings.
+
+How one point is timed on a GPU (`time_calls`):
+  1. warm-up outside the graph: every callable runs `warmup` times (Triton autotuning,
+     torch.compile, cuBLAS heuristics all happen here, never inside a timed region);
+  2. one eager round is timed to size the graph: the graph holds `rounds` passes over all
+     weight copies so that a replay lasts at least `min_replay_s` (launch cost of the graph
+     itself becomes negligible);
+  3. the graph is captured and replayed `reps` times, each replay bracketed by CUDA events;
+     per-call time = replay time / (rounds * copies). Median, p10 and p90 are reported.
+If capture fails (a method that is not graph-safe) the same protocol runs eagerly and the
+result is flagged `graph=False`.
+
+On CPU (tests, tiny shapes through the Triton interpreter) the same API times with
+time.perf_counter and no graph.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+DEFAULT_L2_BYTES = 50 * 1024 * 1024  # H100's L2, used when the device does not say
+
+
+@dataclass
+class Timing:
+    median_s: float
+    p10_s: float
+    p90_s: float
+    samples: int
+    calls_per_sample: int
+    graph: bool
+
+    @property
+    def spread(self) -> float:
+        """(p90 - p10) / median: the relative spread of the per-call time."""
+        return (self.p90_s - self.p10_s) / self.median_s if self.median_s > 0 else float("nan")
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated quantile, q in [0, 1] (numpy's default method)."""
+    v = sorted(values)
+    if not v:
+        raise ValueError("no values")
+    if len(v) == 1:
+        return float(v[0])
+    pos = q * (len(v) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return float(v[lo] + (v[hi] - v[lo]) * (pos - lo))
+
+
+def summarize(per_call_s: Sequence[float], calls_per_sample: int, graph: bool) -> Timing:
+    return Timing(
+        median_s=float(statistics.median(per_call_s)),
+        p10_s=quantile(per_call_s, 0.10),
+        p90_s=quantile(per_call_s, 0.90),
+        samples=len(per_call_s),
+        calls_per_sample=calls_per_sample,
+        graph=graph,
+    )
+
+
+def l2_cache_bytes(device=None) -> int:
+    if not torch.cuda.is_available():
+        return DEFAULT_L2_BYTES
+    props = torch.cuda.get_device_properties(device if device is not None else torch.cuda.current_device())
+    return int(getattr(props, "L2_cache_size", 0) or DEFAULT_L2_BYTES)
+
+
+def copies_needed(weight_bytes: int, l2_bytes: int, factor: float = 3.0, max_copies: int = 1024) -> int:
+    """Number of distinct weight copies whose bytes add up to at least factor x L2."""
+    if weight_bytes <= 0:
+        return 1
+    return int(max(1, min(max_copies, math.ceil(factor * l2_bytes / weight_bytes))))
+
+
+def _is_cuda(x) -> bool:
+    return isinstance(x, torch.Tensor) and x.is_cuda
+
+
+def time_calls(
+    fns: Sequence[Callable[[torch.Tensor], object]],
+    x: torch.Tensor,
+    *,
+    reps: int = 30,
+    warmup: int = 3,
+    min_replay_s: float = 1e-3,
+    max_rounds: int = 200,
+    use_graph: bool = True,
+) -> Timing:
+    """Time one call of fns[i](x), cycling over all fns (one per weight copy)."""
+    if not fns:
+        raise ValueError("no callables to time")
+    if not _is_cuda(x):
+        return _time_cpu(fns, x, reps=reps, warmup=warmup)
+    return _time_cuda(fns, x, reps=reps, warmup=warmup, min_replay_s=min_replay_s,
+                      max_rounds=max_rounds, use_graph=use_graph)
+
+
+def _time_cpu(fns, x, *, reps: int, warmup: int) -> Timing:
+    for _ in range(max(1, warmup)):
+        for f in fns:
+            f(x)
+    per_call = []
+    for _ in range(max(1, reps)):
+        t0 = time.perf_counter()
+        for f in fns:
+            f(x)
+        per_call.append((time.perf_counter() - t0) / len(fns))
+    return summarize(per_call, len(fns), graph=False)
+
+
+def _time_cuda(fns, x, *, reps, warmup, min_replay_s, max_rounds, use_graph) -> Timing:
+    # 1. warm-up on a side stream (what graph capture expects), outside any graph.
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(max(1, warmup)):
+            for f in fns:
+                f(x)
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+
+    # 2. size the graph from one eager round.
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for f in fns:
+        f(x)
+    end.record()
+    torch.cuda.synchronize()
+    round_s = max(start.elapsed_time(end) / 1e3, 1e-7)
+    rounds = int(max(1, min(max_rounds, math.ceil(min_replay_s / round_s))))
+
+    def one_sample():
+        for _ in range(rounds):
+            for f in fns:
+                f(x)
+
+    graph = None
+    if use_graph:
+        try:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                one_sample()
+            graph.replay()
+            torch.cuda.synchronize()
+        except Exception:  # not capturable: fall back to eager timing
+            graph = None
+            torch.cuda.synchronize()
+    captured = graph is not None
+    run = graph.replay if captured else one_sample
+
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+    for s, e in events:
+        s.record()
+        run()
+        e.record()
+    torch.cuda.synchronize()
+    calls = rounds * len(fns)
+    per_call = [s.elapsed_time(e) / 1e3 / calls for s, e in events]
+    del graph, run
+    return summarize(per_call, calls, graph=captured)
+
+
+# ----------------------------------------------------------------------------- ceilings
+@dataclass
+class Ceilings:
+    copy_bytes_per_s: float  # device-to-device copy, read + write bytes counted
+    matmul_flops_per_s: float  # large bf16 matmul
+    copy_timing: Timing | None = None
+    matmul_timing: Timing | None = None
+    matmul_n: int = 0
+    copy_nbytes: int = 0
+
+    def bound_s(self, nbytes: float, flops: float) -> tuple[float, str]:
+        """The roofline bound for moving nbytes and doing flops: (seconds, 'memory'|'compute')."""
+        t_mem = nbytes / self.copy_bytes_per_s if self.copy_bytes_per_s > 0 else 0.0
+        t_cmp = flops / self.matmul_flops_per_s if self.matmul_flops_per_s > 0 else 0.0
+        return (t_mem, "memory") if t_mem >= t_cmp else (t_cmp, "compute")
+
+
+def measure_copy_bandwidth(nbytes: int = 1 << 30, device="cuda", reps: int = 20) -> tuple[float, Timing]:
+    """Bytes/s of dst.copy_(src) between two device buffers, counting read + write."""
+    n = nbytes // 2
+    src = torch.empty(n, dtype=torch.bfloat16, device=device).normal_()
+    dst = torch.empty_like(src)
+    t = time_calls([lambda _x: dst.copy_(src)], src[:1], reps=reps, warmup=2)
+    moved = 2 * src.numel() * src.element_size()
+    return moved / t.median_s, t
+
+
+def measure_matmul_flops(n: int = 8192, device="cuda", reps: int = 20) -> tuple[float, Timing]:
+    """FLOP/s of an n x n x n bf16 matmul (cuBLAS)."""
+    a = torch.randn(n, n, dtype=torch.bfloat16, device=device)
+    b = torch.randn(n, n, dtype=torch.bfloat16, device=device)
+    t = time_calls([lambda _x: torch.mm(a, b)], a[:1], reps=reps, warmup=3)
+    return 2.0 * n**3 / t.median_s, t
+
+
+def measure_ceilings(device="cuda", copy_nbytes: int = 1 << 30, matmul_n: int = 8192, reps: int = 20) -> Ceilings:
+    bw, tc = measure_copy_bandwidth(copy_nbytes, device, reps)
+    fl, tm = measure_matmul_flops(matmul_n, device, reps)
+    torch.cuda.empty_cache()
+    return Ceilings(bw, fl, tc, tm, matmul_n, copy_nbytes)

@@ -1,0 +1,101 @@
+"""Which kernel and tile a call uses: measured configs as data, a heuristic for the rest.
+
+Configs live in autotune_results/<gpu name>.json (written by `python -m tqk.tune`), keyed by
+"<format key>:<N>x<K>:m<M bucket>". A shape that is not in the file gets the heuristic, so a
+call never autotunes on the hot path. The file is read once per process and device name.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+M_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    kernel: str  # "gemv" | "gemm"
+    block_n: int
+    block_m: int = 1
+    split_k: int = 1
+    group_n: int = 8
+    num_warps: int = 4
+    num_stages: int = 2
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def m_bucket(m: int) -> int:
+    for b in M_BUCKETS:
+        if m <= b:
+            return b
+    return M_BUCKETS[-1]
+
+
+def results_dir() -> Path:
+    """$TQK_AUTOTUNE_DIR, else autotune_results/ beside the package (a source checkout)."""
+    env = os.environ.get("TQK_AUTOTUNE_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "autotune_results"
+
+
+def results_file(device_name: str) -> Path:
+    return results_dir() / (re.sub(r"[^A-Za-z0-9.-]+", "_", device_name).strip("_") + ".json")
+
+
+@functools.lru_cache(maxsize=None)
+def _tuned_table(device_name: str) -> dict:
+    path = results_file(device_name)
+    if not path.exists():
+        return {}
+    return {k: KernelConfig(**v) for k, v in json.loads(path.read_text())["configs"].items()}
+
+
+def table_key(format_key: str, n: int, k: int, m: int) -> str:
+    return f"{format_key}:{n}x{k}:m{m_bucket(m)}"
+
+
+@functools.lru_cache(maxsize=None)
+def _device_name(index: int) -> str:
+    return torch.cuda.get_device_name(index)
+
+
+@functools.lru_cache(maxsize=4096)
+def _select(format_key: str, n: int, k: int, bucket: int, device: str) -> KernelConfig:
+    if device == "cpu":
+        return heuristic(n, k, bucket, interpreted=True)
+    found = _tuned_table(device).get(f"{format_key}:{n}x{k}:m{bucket}")
+    return found or heuristic(n, k, bucket)
+
+
+def select_config(format_key: str, n: int, k: int, m: int, device: torch.device) -> KernelConfig:
+    name = "cpu" if device.type != "cuda" else _device_name(device.index or 0)
+    return _select(format_key, n, k, m_bucket(m), name)
+
+
+def heuristic(n: int, k: int, m: int, interpreted: bool = False) -> KernelConfig:
+    """Tiles for shapes never tuned: enough programs to fill ~132 SMs, fewer for the interpreter."""
+    if interpreted:  # the interpreter pays per program and per loop trip: few, large tiles
+        if m <= 2:
+            return KernelConfig("gemv", block_n=min(64, _pow2_at_least(n)))
+        return KernelConfig("gemm", block_n=min(64, max(16, _pow2_at_least(n))), block_m=min(64, max(16, _pow2_at_least(m))))
+    if m <= 2:
+        return KernelConfig("gemv", block_n=16 if n <= 8192 else 32, num_warps=4, num_stages=4)
+    if m <= 64:
+        block_m = max(16, _pow2_at_least(m))
+        tiles = -(-n // 64)
+        split_k = max(1, min(8, 264 // max(tiles, 1)))
+        return KernelConfig("gemm", block_n=64, block_m=block_m, split_k=split_k, num_warps=4, num_stages=4)
+    if m <= 256:
+        return KernelConfig("gemm", block_n=128, block_m=64, num_warps=4, num_stages=4)
+    return KernelConfig("gemm", block_n=128, block_m=128, num_warps=8, num_stages=3)
+
+
+def _pow2_at_least(v: int) -> int:
+    return 1 << max(0, (v - 1).bit_length())

@@ -1,0 +1,230 @@
+"""Weight-only quantized linear: out = x @ dequantize(W).T + bias, W decoded in registers.
+
+One family, two schedules, both specialized by the same format constexprs:
+  gemv: M rows handled one per program column, CUDA-core dot (multiply + tl.sum). For decode
+        (M = 1..few), where the time is the weight's bytes: every program streams BLOCK_N
+        packed rows once; the group scale and zero point are applied once per plane of SPAN
+        codes (sum((q - z) * s * x) = s * (sum(q * x) - z * sum(x))), not per element.
+  gemm: tensor-core tiles computing out.T = W @ x.T, so the decoded weight is the left operand
+        (it can stay in registers) and M is the narrow side of the MMA. Split-K for small M.
+        When a whole block of K shares one scale (group_size >= BLOCK_K, or per row) the scale
+        is applied to the partial product, not to every weight element.
+
+Format constexprs (see WeightFormat): BITS, PER_WORD, SPAN, ELEMENT ("uint", "e4m3", "e5m2"),
+ZERO_MODE ("none": value = code, "offset": code - ZERO_OFFSET, "tensor": code - zero[group]),
+GROUP_SIZE (0: one scale per row). Scales and zeros are stored [n_groups, N].
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from .decode import decode_codes, unpack_plane, unpack_planes
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    """What the kernels must know about a packed weight; a layout produces one."""
+
+    bits: int
+    element: str = "uint"  # "uint" | "e4m3" | "e5m2"
+    zero_mode: str = "none"  # "none" | "offset" | "tensor"
+    zero_offset: int = 0
+    group_size: int = 0  # 0: one scale per row
+    span: int = 16  # words per packed block
+
+    @property
+    def per_word(self) -> int:
+        """Codes per int32 word: a power of two, so a block is a power-of-two tile."""
+        return 1 << ((32 // self.bits).bit_length() - 1)
+
+    @property
+    def block_k(self) -> int:
+        return self.per_word * self.span
+
+    @property
+    def key(self) -> str:
+        group = f"g{self.group_size}" if self.group_size else "row"
+        return f"{self.element}{self.bits}_{group}_{self.zero_mode}"
+
+    def constexprs(self) -> dict:
+        return dict(
+            BITS=self.bits, PER_WORD=self.per_word, SPAN=self.span, ELEMENT=self.element,
+            ZERO_MODE=self.zero_mode, ZERO_OFFSET=self.zero_offset, GROUP_SIZE=self.group_size,
+        )
+
+
+@triton.jit
+def _zero_of(zero_ptr, offs, mask, ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr):
+    """The zero point to subtract from codes at `offs` (a [n_groups, N] index), as float32."""
+    if ZERO_MODE == "tensor":
+        return tl.load(zero_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    elif ZERO_MODE == "offset":
+        return tl.zeros(offs.shape, tl.float32) + ZERO_OFFSET
+    else:
+        return tl.zeros(offs.shape, tl.float32)
+
+
+@triton.jit
+def weight_only_gemv_kernel(
+    x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr,
+    N, K, words_per_row, n_groups, stride_xm, stride_om,
+    BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
+    ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
+    HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    BLOCK_K: tl.constexpr = PER_WORD * SPAN
+    pid_n = tl.program_id(0)
+    m = tl.program_id(1).to(tl.int64)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_n = rn < N
+    rn = tl.where(mask_n, rn, 0)  # clamp instead of masking: unmasked loads vectorize
+    plane = tl.arange(0, PER_WORD)
+    w_ptrs = w_ptr + rn[:, None].to(tl.int64) * words_per_row + tl.arange(0, SPAN)[None, :]
+    x_offs = plane[:, None] * SPAN + tl.arange(0, SPAN)[None, :]  # [PER_WORD, SPAN]
+    x_row = x_ptr + m * stride_xm
+
+    acc = tl.zeros([BLOCK_N, PER_WORD], dtype=tl.float32)
+    for k0 in range(0, words_per_row * PER_WORD, BLOCK_K):
+        words = tl.load(w_ptrs, eviction_policy="evict_first")
+        w_ptrs += SPAN
+        kk = k0 + x_offs
+        xv = tl.load(x_row + kk, mask=kk < K, other=0.0, eviction_policy="evict_last").to(tl.float32)
+        vals = decode_codes(unpack_planes(words, BITS, PER_WORD), ELEMENT)
+        part = tl.sum(vals * xv[None, :, :], axis=2)  # [BLOCK_N, PER_WORD]: one sum per plane
+        if GROUP_SIZE == 0:
+            offs = tl.zeros([PER_WORD], tl.int32)[None, :] + rn[:, None]
+            part -= _zero_of(zero_ptr, offs, mask_n[:, None], ZERO_MODE, ZERO_OFFSET) * tl.sum(xv, axis=1)[None, :]
+            acc += part
+        else:
+            group = (k0 + plane * SPAN) // GROUP_SIZE
+            offs = group[None, :] * N + rn[:, None]
+            in_k = (group < n_groups)[None, :]
+            scale = tl.load(scale_ptr + offs, mask=in_k, other=0.0).to(tl.float32)
+            part -= _zero_of(zero_ptr, offs, in_k, ZERO_MODE, ZERO_OFFSET) * tl.sum(xv, axis=1)[None, :]
+            acc += part * scale
+
+    out = tl.sum(acc, axis=1)
+    if GROUP_SIZE == 0:
+        out *= tl.load(scale_ptr + rn).to(tl.float32)
+    if HAS_BIAS:
+        out += tl.load(bias_ptr + rn).to(tl.float32)
+    tl.store(out_ptr + m * stride_om + rn, out.to(out_ptr.dtype.element_ty), mask=mask_n)
+
+
+@triton.jit
+def _tile_ids(pid, num_n, num_m, GROUP_N: tl.constexpr):
+    """Swizzled order: GROUP_N weight tiles sweep all M tiles together, so each x tile is
+    reused from L2 across GROUP_N weight tiles."""
+    per_group = GROUP_N * num_m
+    first_n = (pid // per_group) * GROUP_N
+    size = tl.minimum(num_n - first_n, GROUP_N)
+    pid_n = first_n + (pid % per_group) % size
+    pid_m = (pid % per_group) // size
+    return pid_n, pid_m
+
+
+@triton.jit
+def weight_only_gemm_kernel(
+    x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr,
+    M, N, K, words_per_row, n_groups, stride_xm, stride_om,
+    BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
+    ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
+    HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
+    SPLIT_K: tl.constexpr, GROUP_N: tl.constexpr, DOT_F32: tl.constexpr,
+):
+    BLOCK_K: tl.constexpr = PER_WORD * SPAN
+    # Where the group scale is applied: per row (GROUP_SIZE == 0) in the epilogue; when a whole
+    # K block shares one group, to the block's partial product; otherwise to each element.
+    PER_BLOCK: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K == 0)
+    PER_ELEMENT: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K != 0)
+    pid_n, pid_m = _tile_ids(tl.program_id(0), tl.cdiv(N, BLOCK_N), tl.cdiv(M, BLOCK_M), GROUP_N)
+    pid_k = tl.program_id(1)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    mask_n = rn < N
+    mask_m = rm < M
+    rn_c = tl.where(mask_n, rn, 0)
+    rm_c = tl.where(mask_m, rm, 0)
+    span = tl.arange(0, SPAN)
+    w_ptrs = w_ptr + rn_c[:, None].to(tl.int64) * words_per_row + span[None, :]
+    x_ptrs = x_ptr + rm_c[None, :].to(tl.int64) * stride_xm + span[:, None]  # x.T tile [SPAN, BLOCK_M]
+
+    acc = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
+    for blk in range(pid_k, words_per_row // SPAN, SPLIT_K):
+        words = tl.load(w_ptrs + blk * SPAN, eviction_policy="evict_first")
+        k0 = blk * BLOCK_K
+        if not PER_ELEMENT:
+            offs = (k0 // GROUP_SIZE) * N + rn_c if PER_BLOCK else rn_c
+            zero = _zero_of(zero_ptr, offs, mask_n & (k0 < K), ZERO_MODE, ZERO_OFFSET)
+        if PER_BLOCK:
+            part = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
+        for j in tl.static_range(PER_WORD):
+            kk = k0 + j * SPAN
+            xt = tl.load(x_ptrs + kk, mask=(kk + span < K)[:, None], other=0.0)
+            vals = decode_codes(unpack_plane(words, j, BITS), ELEMENT)
+            if PER_ELEMENT:
+                offs_j = (kk // GROUP_SIZE) * N + rn_c
+                scale = tl.load(scale_ptr + offs_j, mask=mask_n & (kk < K), other=0.0).to(tl.float32)
+                z = _zero_of(zero_ptr, offs_j, mask_n & (kk < K), ZERO_MODE, ZERO_OFFSET)
+                w = ((vals - z[:, None]) * scale[:, None]).to(xt.dtype)
+            else:
+                w = (vals - zero[:, None]).to(xt.dtype)
+            if DOT_F32:  # Triton's interpreter multiplies bf16 dot operands as raw integers
+                w = w.to(tl.float32)
+                xt = xt.to(tl.float32)
+            if PER_BLOCK:
+                part = tl.dot(w, xt, part)
+            else:
+                acc = tl.dot(w, xt, acc)
+        if PER_BLOCK:
+            scale = tl.load(scale_ptr + offs, mask=mask_n & (k0 < K), other=0.0).to(tl.float32)
+            acc += part * scale[:, None]
+
+    if GROUP_SIZE == 0:
+        acc *= tl.load(scale_ptr + rn_c).to(tl.float32)[:, None]
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + rn_c).to(tl.float32)[:, None] * (pid_k == 0)
+    out_ptrs = out_ptr + rm[None, :].to(tl.int64) * stride_om + rn[:, None]
+    mask = mask_n[:, None] & mask_m[None, :]
+    if SPLIT_K == 1:
+        tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=mask)
+    else:
+        tl.atomic_add(out_ptrs, acc, mask=mask, sem="relaxed")
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: int, k: int, config) -> torch.Tensor:
+    """Launch the kernel that `config` names. Inputs are checked by the caller (tqk.ops)."""
+    m = x2d.shape[0]
+    consts = fmt.constexprs()
+    zeros = scales if zeros is None else zeros  # never read when ZERO_MODE != "tensor"
+    bias_arg = scales if bias is None else bias
+    words_per_row, n_groups = packed.shape[1], scales.shape[0]
+    if config.kernel == "gemv":
+        out = torch.empty((m, n), dtype=x2d.dtype, device=x2d.device)
+        grid = (triton.cdiv(n, config.block_n), m)
+        weight_only_gemv_kernel[grid](
+            x2d, packed, scales, zeros, bias_arg, out, n, k, words_per_row, n_groups,
+            x2d.stride(0), out.stride(0), HAS_BIAS=bias is not None, BLOCK_N=config.block_n,
+            num_warps=config.num_warps, num_stages=config.num_stages, **consts,
+        )
+        return out
+    split_k = max(1, min(config.split_k, words_per_row // fmt.span))
+    out = torch.empty((m, n), dtype=x2d.dtype, device=x2d.device) if split_k == 1 else \
+        torch.zeros((m, n), dtype=torch.float32, device=x2d.device)
+    grid = (triton.cdiv(n, config.block_n) * triton.cdiv(m, config.block_m), split_k)
+    weight_only_gemm_kernel[grid](
+        x2d, packed, scales, zeros, bias_arg, out, m, n, k, words_per_row, n_groups,
+        x2d.stride(0), out.stride(0), HAS_BIAS=bias is not None, BLOCK_N=config.block_n,
+        BLOCK_M=config.block_m, SPLIT_K=split_k, GROUP_N=config.group_n, DOT_F32=interpreting(),
+        num_warps=config.num_warps, num_stages=config.num_stages, **consts,
+    )
+    return out if split_k == 1 else out.to(x2d.dtype)

@@ -1,0 +1,9 @@
+"""Layouts: the bytes each kernel reads. Add a format by adding a file with a registered
+Layout subclass; tests/layouts iterates LAYOUTS, so it is property-tested at once."""
+from .affine import AffineLayout
+from .base import LAYOUTS, Layout, register_layout
+from .float8 import Float8Layout
+from .packing import codes_per_word, pack_planes, unpack_planes
+
+__all__ = ["LAYOUTS", "Layout", "register_layout", "AffineLayout", "Float8Layout",
+           "codes_per_word", "pack_planes", "unpack_planes"]

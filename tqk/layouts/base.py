@@ -1,0 +1,74 @@
+"""A layout: how a quantized weight is stored for its kernel, and how to read it back.
+
+Every layout here stores three tensors, in the order the weight-only kernel reads them:
+    packed  int32 [N, W]         codes, bit-plane packed along K (tqk/layouts/packing.py)
+    scales  [n_groups, N]         one scale per group of K and output row, in the model dtype
+    zeros   [n_groups, N] | None  float zero points, when the format has them per group
+A subclass says how a code becomes a value (`decode`), which kernel format it is, and which op
+runs it. Subclasses are frozen dataclasses, so a layout is hashable and goes in a graph as a
+constant.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import torch
+
+from ..kernels.weight_only import WeightFormat
+from .packing import pack_planes, unpack_planes
+
+LAYOUTS: dict[str, type["Layout"]] = {}
+
+
+def register_layout(cls):
+    """Class decorator: adds a layout to LAYOUTS, which the shared property tests iterate."""
+    LAYOUTS[cls.__name__] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class Layout:
+    group_size: int = 0  # 0: one scale per output row
+
+    # --- what a subclass defines -------------------------------------------------------
+    def weight_format(self) -> WeightFormat:
+        raise NotImplementedError
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """uint8 codes -> float32 values before scale and zero point (the torch reference of
+        the kernel's decode helper)."""
+        raise NotImplementedError
+
+    @classmethod
+    def examples(cls) -> list["Layout"]:
+        """Instances the shared property tests run."""
+        return [cls()]
+
+    # --- shared by all ---------------------------------------------------------------
+    def n_groups(self, in_features: int) -> int:
+        return 1 if self.group_size == 0 else in_features // self.group_size
+
+    def pack(self, codes: torch.Tensor) -> torch.Tensor:
+        fmt = self.weight_format()
+        return pack_planes(codes, fmt.bits, fmt.span)
+
+    def unpack(self, packed: torch.Tensor, in_features: int) -> torch.Tensor:
+        fmt = self.weight_format()
+        return unpack_planes(packed, fmt.bits, fmt.span, in_features)
+
+    def dequantize(self, packed, scales, zeros, in_features: int, dtype: torch.dtype) -> torch.Tensor:
+        """The float weight [N, K]: (decode(code) - zero) * scale, rounded once to `dtype`."""
+        values = self.decode(self.unpack(packed, in_features))
+        n = values.shape[0]
+        groups = scales.shape[0]
+        v = values.view(n, groups, in_features // groups)
+        zero = self._zero_values(zeros, groups, n, values.device)
+        w = (v - zero) * scales.t().float().unsqueeze(-1)
+        return w.reshape(n, in_features).to(dtype)
+
+    def _zero_values(self, zeros, groups, n, device):
+        fmt = self.weight_format()
+        if fmt.zero_mode == "tensor":
+            return zeros.t().float().unsqueeze(-1)
+        if fmt.zero_mode == "offset":
+            return torch.full((n, groups, 1), float(fmt.zero_offset), device=device)
+        return torch.zeros((n, groups, 1), device=device)
