@@ -10,6 +10,7 @@ from typing import Optional
 
 import torch
 
+from .kernels import reference
 from .kernels.tuning import select_config
 from .kernels.weight_only import WeightFormat, launch_weight_only
 
@@ -36,3 +37,28 @@ def weight_only_linear(
 def _(x, packed, scales, zeros, bias, bits, element, zero_mode, zero_offset, group_size, span,
       out_features, in_features):
     return x.new_empty(*x.shape[:-1], out_features)
+
+
+def _setup_context(ctx, inputs, output):
+    x, packed, scales, zeros, bias, bits, element, zero_mode, zero_offset, group_size, span, n, k = inputs
+    ctx.save_for_backward(packed, scales, zeros)
+    ctx.fmt = WeightFormat(bits, element, zero_mode, zero_offset, group_size, span)
+    ctx.in_features = k
+    ctx.x_dtype = x.dtype
+    ctx.has_bias = bias is not None
+
+
+def _backward(ctx, grad):
+    """Gradients for x and bias (the quantized weight is frozen); the weight is dequantized
+    here, in the backward pass only, for fine-tuning around quantized layers (LoRA, QAT)."""
+    packed, scales, zeros = ctx.saved_tensors
+    grad_x = grad_bias = None
+    if ctx.needs_input_grad[0]:
+        w = reference.dequantize(packed, scales, zeros, ctx.fmt, ctx.in_features, ctx.x_dtype)
+        grad_x = grad @ w
+    if ctx.has_bias and ctx.needs_input_grad[4]:
+        grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0)
+    return grad_x, None, None, None, grad_bias, None, None, None, None, None, None, None, None
+
+
+weight_only_linear.register_autograd(_backward, setup_context=_setup_context)

@@ -74,6 +74,10 @@ class QuantizedLinearWeight(torch.Tensor):
             return func(*args, **kwargs)
 
     # --- tensor plumbing --------------------------------------------------------------
+    def _stable_hash_for_caching(self) -> str:
+        """Compile caches key on this: the metadata (inner tensors are graph inputs)."""
+        return f"{self.quant_layout}|{tuple(self.shape)}|{self.dtype}"
+
     def _inner(self):
         return [t for t in (self.packed, self.scales, self.zeros) if t is not None]
 

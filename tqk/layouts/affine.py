@@ -27,9 +27,6 @@ class AffineLayout(Layout):
             return WeightFormat(self.nbits, "uint", "offset", 1 << (self.nbits - 1), self.group_size)
         return WeightFormat(self.nbits, "uint", "tensor", 0, self.group_size)
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return codes.to(torch.float32)
-
     @classmethod
     def examples(cls):
         return [cls(group_size=32, nbits=4), cls(group_size=128, nbits=4), cls(group_size=0, nbits=8, symmetric=True),

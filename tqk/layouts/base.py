@@ -4,15 +4,17 @@ Every layout here stores three tensors, in the order the weight-only kernel read
     packed  int32 [N, W]         codes, bit-plane packed along K (tqk/layouts/packing.py)
     scales  [n_groups, N]         one scale per group of K and output row, in the model dtype
     zeros   [n_groups, N] | None  float zero points, when the format has them per group
-A subclass says how a code becomes a value (`decode`), which kernel format it is, and which op
-runs it. Subclasses are frozen dataclasses, so a layout is hashable and goes in a graph as a
-constant.
+A subclass says which kernel format it is (bits, element decode, zero point mode, group size):
+that is all the kernels and the reference dequantizer need. Layouts are frozen dataclasses, so
+one is hashable and goes into a compiled graph as a constant.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 
+from ..kernels import reference
 from ..kernels.weight_only import WeightFormat
 from .packing import pack_planes, unpack_planes
 
@@ -31,11 +33,6 @@ class Layout:
 
     # --- what a subclass defines -------------------------------------------------------
     def weight_format(self) -> WeightFormat:
-        raise NotImplementedError
-
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """uint8 codes -> float32 values before scale and zero point (the torch reference of
-        the kernel's decode helper)."""
         raise NotImplementedError
 
     @classmethod
@@ -57,18 +54,4 @@ class Layout:
 
     def dequantize(self, packed, scales, zeros, in_features: int, dtype: torch.dtype) -> torch.Tensor:
         """The float weight [N, K]: (decode(code) - zero) * scale, rounded once to `dtype`."""
-        values = self.decode(self.unpack(packed, in_features))
-        n = values.shape[0]
-        groups = scales.shape[0]
-        v = values.view(n, groups, in_features // groups)
-        zero = self._zero_values(zeros, groups, n, values.device)
-        w = (v - zero) * scales.t().float().unsqueeze(-1)
-        return w.reshape(n, in_features).to(dtype)
-
-    def _zero_values(self, zeros, groups, n, device):
-        fmt = self.weight_format()
-        if fmt.zero_mode == "tensor":
-            return zeros.t().float().unsqueeze(-1)
-        if fmt.zero_mode == "offset":
-            return torch.full((n, groups, 1), float(fmt.zero_offset), device=device)
-        return torch.zeros((n, groups, 1), device=device)
+        return reference.dequantize(packed, scales, zeros, self.weight_format(), in_features, dtype)

@@ -25,9 +25,6 @@ class Float8Layout(Layout):
     def weight_format(self) -> WeightFormat:
         return WeightFormat(8, _ELEMENT[self.float8_dtype], "none", 0, self.group_size)
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return codes.view(self.float8_dtype).to(torch.float32)
-
     @classmethod
     def examples(cls):
         return [cls(), cls(float8_dtype=torch.float8_e5m2), cls(group_size=64)]

@@ -1,0 +1,37 @@
+"""Plain-torch references of what the kernels compute, for tests and for the backward pass.
+
+`dequantize` reads the same packed tensors as the kernels and follows the same formula:
+value = (decode(code) - zero) * scale, in float32, rounded once to the output dtype."""
+from __future__ import annotations
+
+import torch
+
+from ..layouts.packing import unpack_planes
+from .weight_only import WeightFormat
+
+_FP8 = {"e4m3": torch.float8_e4m3fn, "e5m2": torch.float8_e5m2}
+
+
+def decode(codes: torch.Tensor, element: str) -> torch.Tensor:
+    """uint8 codes -> float32 values before scale and zero point (the kernel's decode_codes)."""
+    if element == "uint":
+        return codes.to(torch.float32)
+    return codes.view(_FP8[element]).to(torch.float32)
+
+
+def dequantize(packed, scales, zeros, fmt: WeightFormat, in_features: int, dtype=torch.float32) -> torch.Tensor:
+    values = decode(unpack_planes(packed, fmt.bits, fmt.span, in_features), fmt.element)
+    n, groups = values.shape[0], scales.shape[0]
+    v = values.view(n, groups, in_features // groups)
+    if fmt.zero_mode == "tensor":
+        v = v - zeros.t().float().unsqueeze(-1)
+    elif fmt.zero_mode == "offset":
+        v = v - float(fmt.zero_offset)
+    return (v * scales.t().float().unsqueeze(-1)).reshape(n, in_features).to(dtype)
+
+
+def linear(x, packed, scales, zeros, bias, fmt: WeightFormat, in_features: int) -> torch.Tensor:
+    """float64 reference of the kernel: x @ dequantize(W).T + bias."""
+    w = dequantize(packed, scales, zeros, fmt, in_features, torch.float64)
+    out = x.double() @ w.T
+    return out if bias is None else out + bias.double()
