@@ -1,0 +1,109 @@
+"""Tune tile configs on this GPU and write autotune_results/<gpu name>.json.
+
+    python -m tqk.tune                      # Llama-3-8B shapes, M = 1, 16, 128, 2048, all formats
+    python -m tqk.tune --shapes 4096x4096 --m 1 8 --formats int4_g128
+
+Each (format, N, K, M bucket) gets the fastest of a small search space around the heuristic,
+timed with triton.testing.do_bench (which flushes L2 between runs). Existing entries for other
+shapes are kept. Prints each winner beside bf16 F.linear on the same shape.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+import torch.nn.functional as F
+
+from .configs import Float8WeightOnlyConfig, Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_weight
+from .kernels.tuning import KernelConfig, heuristic, m_bucket, results_file, table_key
+from .kernels.weight_only import launch_weight_only
+
+FORMATS = {
+    "int4_g128": Int4WeightOnlyConfig(group_size=128),
+    "int4_g32": Int4WeightOnlyConfig(group_size=32),
+    "int8": Int8WeightOnlyConfig(),
+    "fp8": Float8WeightOnlyConfig(),
+}
+LLAMA3_8B = ["6144x4096", "4096x4096", "28672x4096", "4096x14336"]
+
+
+def candidates(m: int) -> list[KernelConfig]:
+    if m <= 2:
+        return [KernelConfig("gemv", block_n=bn, num_warps=w, num_stages=s)
+                for bn, w in ((8, 2), (16, 2), (16, 4), (32, 4), (32, 8), (64, 8)) for s in (2, 4)]
+    if m <= 64:
+        bm = max(16, 1 << (m - 1).bit_length())
+        return [KernelConfig("gemm", block_n=bn, block_m=bm, split_k=sk, num_warps=4, num_stages=st)
+                for bn in (32, 64, 128) for sk in (1, 2, 4, 8) for st in (3,) if not (bn == 128 and sk == 8)]
+    if m <= 256:
+        return [KernelConfig("gemm", block_n=bn, block_m=bm, split_k=sk, num_warps=w, num_stages=3)
+                for bn, bm, w in ((64, 64, 4), (128, 64, 4), (128, 128, 8), (64, 128, 4)) for sk in (1, 2)]
+    return [KernelConfig("gemm", block_n=bn, block_m=bm, num_warps=w, num_stages=st)
+            for bn, bm, w in ((128, 128, 8), (128, 256, 8), (256, 128, 8), (128, 128, 4), (64, 256, 8))
+            for st in (2, 3)]
+
+
+def tune_one(qw, x, config_list, bench):
+    fmt = qw.quant_layout.weight_format()
+    best = None
+    for cfg in config_list:
+        def call(cfg=cfg):
+            return launch_weight_only(x, qw.packed, qw.scales, qw.zeros, None, fmt, qw.shape[0], qw.shape[1], cfg)
+        try:
+            t = bench(call)
+        except Exception as e:  # out of resources for this tile: not a candidate here
+            print(f"    skip {cfg}: {type(e).__name__}")
+            continue
+        if best is None or t < best[0]:
+            best = (t, cfg)
+    return best
+
+
+def main(argv=None):
+    import triton.testing
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shapes", nargs="+", default=LLAMA3_8B, help="NxK (out x in)")
+    p.add_argument("--m", nargs="+", type=int, default=[1, 16, 128, 2048])
+    p.add_argument("--formats", nargs="+", default=["int4_g128", "int8", "fp8"], choices=sorted(FORMATS))
+    p.add_argument("--out", default=None, help="JSON path (default: autotune_results/<gpu>.json)")
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        raise SystemExit("tqk.tune needs a CUDA GPU")
+    device = torch.device("cuda")
+    name = torch.cuda.get_device_name()
+    path = args.out or results_file(name)
+    table = json.loads(open(path).read()) if __import__("os").path.exists(path) else {"device": name, "configs": {}}
+    table.update(device=name, torch=torch.__version__, triton=__import__("triton").__version__)
+
+    def bench(fn):
+        return triton.testing.do_bench(fn, warmup=10, rep=40, return_mode="median")
+
+    rows = []
+    for shape in args.shapes:
+        n, k = map(int, shape.split("x"))
+        w = torch.randn(n, k, dtype=torch.bfloat16, device=device)
+        for m in args.m:
+            x = torch.randn(m, k, dtype=torch.bfloat16, device=device)
+            t_bf16 = bench(lambda: F.linear(x, w))
+            for fname in args.formats:
+                qw = quantize_weight(w, FORMATS[fname])
+                cands = candidates(m)
+                h = heuristic(n, k, m_bucket(m))
+                if h not in cands:
+                    cands.append(h)
+                t, cfg = tune_one(qw, x, cands, bench)
+                key = table_key(qw.quant_layout.weight_format().key, n, k, m)
+                table["configs"][key] = cfg.to_json()
+                rows.append((fname, shape, m, t * 1e3, t_bf16 * 1e3, t_bf16 / t, cfg))
+                print(f"{fname:10s} {shape:11s} M={m:<5d} {t*1e3:8.1f} us  bf16 {t_bf16*1e3:8.1f} us  "
+                      f"x{t_bf16/t:5.2f}  {cfg}", flush=True)
+        with open(path, "w") as f:  # after every shape, so an interrupted run keeps its results
+            json.dump(table, f, indent=1, sort_keys=True)
+    print(f"wrote {path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
