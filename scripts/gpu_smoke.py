@@ -13,7 +13,7 @@ paths = [KernelConfig("gemv", 32, num_warps=4, num_stages=3), KernelConfig("gemm
 worst = 99
 for name, cfg in cfgs.items():
     for dtype in (torch.bfloat16, torch.float16):
-        n, k = 1000, 4096 + 64
+        n, k = 1000, 4096 + 128
         w = torch.randn(n, k, dtype=dtype, device="cuda")
         qw = tqk.quantize_weight(w, cfg)
         fmt = qw.quant_layout.weight_format()

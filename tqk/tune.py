@@ -29,9 +29,11 @@ LLAMA3_8B = ["6144x4096", "4096x4096", "28672x4096", "4096x14336"]
 
 
 def candidates(m: int) -> list[KernelConfig]:
-    if m <= 2:
+    if m <= 2:  # CUDA cores, or a thin tensor-core tile
         return [KernelConfig("gemv", block_n=bn, num_warps=w, num_stages=s)
-                for bn, w in ((8, 2), (16, 2), (16, 4), (32, 4), (32, 8), (64, 8)) for s in (2, 4)]
+                for bn, w in ((8, 1), (16, 2), (32, 4), (64, 4), (64, 8)) for s in (2, 4)] + \
+               [KernelConfig("gemm", block_n=bn, block_m=16, split_k=sk, num_warps=4, num_stages=3)
+                for bn in (32, 64) for sk in (1, 2, 4)]
     if m <= 64:
         bm = max(16, 1 << (m - 1).bit_length())
         return [KernelConfig("gemm", block_n=bn, block_m=bm, split_k=sk, num_warps=4, num_stages=st)

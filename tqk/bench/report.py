@@ -134,8 +134,17 @@ TABLE_COLUMNS = ("shape", "M", "method", "median_us", "p10-p90", "TB/s", "TFLOP/
                  "x peer", "%ceil", "SQNR dB", "note")
 
 
-def format_table(rows: Iterable[Row], ceilings=None) -> str:
+def sort_rows(rows: Iterable[Row]) -> list[Row]:
+    """Group by (shape, M) in first-seen shape order, methods in their original order."""
     rows = list(rows)
+    shape_idx: dict[str, int] = {}
+    for r in rows:
+        shape_idx.setdefault(r.shape, len(shape_idx))
+    return sorted(rows, key=lambda r: (shape_idx[r.shape], r.M))  # stable: keeps method order
+
+
+def format_table(rows: Iterable[Row], ceilings=None) -> str:
+    rows = sort_rows(rows)
     lines = []
     if ceilings is not None:
         lines.append(f"ceilings: device copy {ceilings.copy_bytes_per_s / 1e12:.2f} TB/s (read+write), "
@@ -170,7 +179,7 @@ def write_csv(rows: Iterable[Row], path: str) -> str:
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         w.writeheader()
-        for r in rows:
+        for r in sort_rows(rows):
             w.writerow(asdict(r))
     return path
 
@@ -234,6 +243,10 @@ def plot_speedups(rows: Sequence[Row], out_dir: str, title_suffix: str = "") -> 
                      "peer": dict(linewidth=1.2, marker=".", alpha=0.85)}[fam if fam in ("tqk", "baseline") else "peer"]
             ax.plot([p[0] for p in pts], [p[1] for p in pts], label=m, **style)
         ax.set_xscale("log", base=2)
+        ms = sorted({r.M for r in srows})
+        ax.set_xticks(ms)
+        ax.set_xticklabels([str(m) for m in ms], fontsize=8)
+        ax.minorticks_off()
         ax.set_xlabel("M (tokens)")
         ax.set_ylabel("speedup over bf16 F.linear")
         first = srows[0]

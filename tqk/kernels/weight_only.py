@@ -1,14 +1,15 @@
 """Weight-only quantized linear: out = x @ dequantize(W).T + bias, W decoded in registers.
 
 One family, two schedules, both specialized by the same format constexprs:
-  gemv: M rows handled one per program column, CUDA-core dot (multiply + tl.sum). For decode
-        (M = 1..few), where the time is the weight's bytes: every program streams BLOCK_N
-        packed rows once; the group scale and zero point are applied once per plane of SPAN
-        codes (sum((q - z) * s * x) = s * (sum(q * x) - z * sum(x))), not per element.
+  gemv: one program column per row of x, CUDA-core FMAs. For decode (M = 1..few), where the
+        time is the weight's bytes: each program streams BLOCK_N packed rows once, multiplies
+        every plane into a [BLOCK_N, SPAN] accumulator and reduces once at the end. A scale
+        shared by a whole K block is applied once per block, using
+        sum((q - z) * s * x) = s * (sum(q * x) - z * sum(x)).
   gemm: tensor-core tiles computing out.T = W @ x.T, so the decoded weight is the left operand
         (it can stay in registers) and M is the narrow side of the MMA. Split-K for small M.
-        When a whole block of K shares one scale (group_size >= BLOCK_K, or per row) the scale
-        is applied to the partial product, not to every weight element.
+        Per-row scales go to the epilogue; a group scale shared by a whole K block goes to the
+        block's partial product when the tile is thin, else to each weight element.
 
 Format constexprs (see WeightFormat): BITS, PER_WORD, SPAN, ELEMENT ("uint", "e4m3", "e5m2"),
 ZERO_MODE ("none": value = code, "offset": code - ZERO_OFFSET, "tensor": code - zero[group]),
@@ -77,40 +78,55 @@ def weight_only_gemv_kernel(
     ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
+    # Everything stays in the [BLOCK_N, SPAN] layout of the packed-word tile: each plane is
+    # multiplied into a 2-D accumulator, and the only cross-thread reduction is the last one.
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
+    PER_BLOCK: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K == 0)
+    PER_PLANE: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K != 0)
     pid_n = tl.program_id(0)
     m = tl.program_id(1).to(tl.int64)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = rn < N
     rn = tl.where(mask_n, rn, 0)  # clamp instead of masking: unmasked loads vectorize
-    plane = tl.arange(0, PER_WORD)
-    w_ptrs = w_ptr + rn[:, None].to(tl.int64) * words_per_row + tl.arange(0, SPAN)[None, :]
-    x_offs = plane[:, None] * SPAN + tl.arange(0, SPAN)[None, :]  # [PER_WORD, SPAN]
+    span = tl.arange(0, SPAN)
+    w_ptrs = w_ptr + rn[:, None].to(tl.int64) * words_per_row + span[None, :]
     x_row = x_ptr + m * stride_xm
 
-    acc = tl.zeros([BLOCK_N, PER_WORD], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_N, SPAN], dtype=tl.float32)
+    x_total = tl.zeros([SPAN], dtype=tl.float32)  # sum of x, for a per-row zero point
     for k0 in range(0, words_per_row * PER_WORD, BLOCK_K):
         words = tl.load(w_ptrs, eviction_policy="evict_first")
         w_ptrs += SPAN
-        kk = k0 + x_offs
-        xv = tl.load(x_row + kk, mask=kk < K, other=0.0, eviction_policy="evict_last").to(tl.float32)
-        vals = decode_codes(unpack_planes(words, BITS, PER_WORD), ELEMENT)
-        part = tl.sum(vals * xv[None, :, :], axis=2)  # [BLOCK_N, PER_WORD]: one sum per plane
-        if GROUP_SIZE == 0:
-            offs = tl.zeros([PER_WORD], tl.int32)[None, :] + rn[:, None]
-            part -= _zero_of(zero_ptr, offs, mask_n[:, None], ZERO_MODE, ZERO_OFFSET) * tl.sum(xv, axis=1)[None, :]
-            acc += part
-        else:
-            group = (k0 + plane * SPAN) // GROUP_SIZE
-            offs = group[None, :] * N + rn[:, None]
-            in_k = (group < n_groups)[None, :]
-            scale = tl.load(scale_ptr + offs, mask=in_k, other=0.0).to(tl.float32)
-            part -= _zero_of(zero_ptr, offs, in_k, ZERO_MODE, ZERO_OFFSET) * tl.sum(xv, axis=1)[None, :]
-            acc += part * scale
+        if PER_BLOCK:
+            blk = tl.zeros([BLOCK_N, SPAN], dtype=tl.float32)
+            x_blk = tl.zeros([SPAN], dtype=tl.float32)
+        for j in tl.static_range(PER_WORD):
+            kk = k0 + j * SPAN + span
+            xj = tl.load(x_row + kk, mask=kk < K, other=0.0, eviction_policy="evict_last").to(tl.float32)
+            vals = decode_codes(unpack_plane(words, j, BITS), ELEMENT)
+            if PER_PLANE:  # this plane's own group: w = vals * s - z * s, one FMA
+                offs = ((k0 + j * SPAN) // GROUP_SIZE) * N + rn
+                ok = mask_n & (k0 + j * SPAN < K)
+                scale = tl.load(scale_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+                zs = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET) * scale
+                acc += (vals * scale[:, None] - zs[:, None]) * xj[None, :]
+            elif PER_BLOCK:
+                blk += vals * xj[None, :]
+                x_blk += xj
+            else:
+                acc += vals * xj[None, :]
+                x_total += xj
+        if PER_BLOCK:  # sum((q - z) * s * x) = s * (sum(q * x) - z * sum(x)) over the block
+            offs = (k0 // GROUP_SIZE) * N + rn
+            ok = mask_n & (k0 < K)
+            scale = tl.load(scale_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+            zero = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET)
+            acc += (blk - zero[:, None] * x_blk[None, :]) * scale[:, None]
 
     out = tl.sum(acc, axis=1)
     if GROUP_SIZE == 0:
-        out *= tl.load(scale_ptr + rn).to(tl.float32)
+        zero = _zero_of(zero_ptr, rn, mask_n, ZERO_MODE, ZERO_OFFSET)
+        out = (out - zero * tl.sum(x_total, axis=0)) * tl.load(scale_ptr + rn).to(tl.float32)
     if HAS_BIAS:
         out += tl.load(bias_ptr + rn).to(tl.float32)
     tl.store(out_ptr + m * stride_om + rn, out.to(out_ptr.dtype.element_ty), mask=mask_n)
@@ -139,9 +155,10 @@ def weight_only_gemm_kernel(
 ):
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
     # Where the group scale is applied: per row (GROUP_SIZE == 0) in the epilogue; when a whole
-    # K block shares one group, to the block's partial product; otherwise to each element.
-    PER_BLOCK: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K == 0)
-    PER_ELEMENT: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K != 0)
+    # K block shares one group and the tile is thin, to the block's partial product (a second
+    # accumulator is cheap only when BLOCK_M is small); otherwise to each weight element.
+    PER_BLOCK: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K == 0) and (BLOCK_M <= 32)
+    PER_ELEMENT: tl.constexpr = (GROUP_SIZE > 0) and not PER_BLOCK
     pid_n, pid_m = _tile_ids(tl.program_id(0), tl.cdiv(N, BLOCK_N), tl.cdiv(M, BLOCK_M), GROUP_N)
     pid_k = tl.program_id(1)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)

@@ -1,0 +1,1 @@
+"""tqk.bench: kernel sweep, whole-model benchmark and MiniLM accuracy check (see __main__)."""

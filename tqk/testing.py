@@ -1,0 +1,407 @@
+"""Test helpers for tqk and for kernels built on it: hypothesis strategies and float64 references.
+
+    from hypothesis import given
+    from tqk import testing
+
+    @given(testing.quantized_linear_cases())
+    def test_my_kernel(case):
+        out = my_kernel(case.x, case.weight, case.bias)
+        testing.assert_close_to_reference(out, testing.reference_linear(case.x, case.weight, case.bias),
+                                          x=case.x, weight=case.weight, bias=case.bias)
+
+The references here do not call tqk's own dequantizer (tqk.kernels.reference) or unpacker
+(tqk.layouts.packing.unpack_planes): they re-derive the packed format from its documented
+formula, so a test comparing a kernel with them can catch a bug shared by both tqk paths.
+
+hypothesis is imported lazily: the references (`reference_linear`, `sqnr`,
+`assert_close_to_reference`, ...) work without it, and the strategies raise ImportError
+(install the `test` extra) only when called.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .layouts import LAYOUTS, Layout
+from .tensor import QuantizedLinearWeight
+
+__all__ = [
+    "DISTRIBUTIONS", "default_device", "weights", "activations", "linear_shapes", "layouts", "all_layout_examples",
+    "quantize_for_layout", "random_codes_weight", "quantized_linear_cases", "LinearCase", "unpack_reference",
+    "dequantize_reference", "reference_linear", "linear_magnitude", "sqnr", "unit_roundoff",
+    "assert_close_to_reference", "input_scale_for",
+]
+
+DISTRIBUTIONS = ("normal", "outliers", "zero_groups", "constant_groups", "tiny", "huge")
+_FP8 = {"e4m3": torch.float8_e4m3fn, "e5m2": torch.float8_e5m2}
+
+
+def _st():
+    try:
+        from hypothesis import strategies as st
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("tqk.testing strategies need hypothesis (pip install 'tqk[test]')") from e
+    return st
+
+
+def default_device() -> torch.device:
+    """CUDA when present (kernels compiled), else CPU (kernels run by Triton's interpreter)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ------------------------------------------------------------------------------------------
+# Weights and activations
+# ------------------------------------------------------------------------------------------
+def tiny_magnitude(dtype: torch.dtype) -> float:
+    """A weight magnitude near the bottom of `dtype`'s normal range: 1e-30 for bfloat16 (whose
+    range is float32's), a few smallest normals for float16 (6e-5: 1e-30 would be zero)."""
+    return max(1e-30, 4 * torch.finfo(dtype).smallest_normal)
+
+
+def huge_magnitude(dtype: torch.dtype) -> float:
+    """A weight magnitude near max/4 of `dtype` (the largest elements of a 'huge' draw)."""
+    return torch.finfo(dtype).max / 4
+
+
+def make_weight(shape, dtype: torch.dtype, distribution: str, seed: int, device="cpu") -> torch.Tensor:
+    """A deterministic float weight [N, K] drawn from one of DISTRIBUTIONS (all values finite)."""
+    n, k = shape
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(n, k, generator=g, dtype=torch.float64)
+    if distribution == "normal":
+        w = w * 0.02
+    elif distribution == "outliers":
+        # Student-t with 2 degrees of freedom (heavy tails) plus a few planted outliers at 50x.
+        chi2 = torch.randn(n, k, 2, generator=g, dtype=torch.float64).pow(2).sum(-1)
+        w = 0.02 * w / (chi2 / 2).sqrt().clamp(min=0.05)
+        idx = torch.randint(0, n * k, (max(1, n * k // 500),), generator=g)
+        w.view(-1)[idx] = 0.02 * 50 * torch.sign(torch.randn(idx.numel(), generator=g, dtype=torch.float64))
+    elif distribution in ("zero_groups", "constant_groups"):
+        # Whole rows and aligned 32-wide segments constant (so per-row, per-group and
+        # per-32 scales all meet a group with max == min).
+        w = w * 0.02
+        rows = torch.rand(n, generator=g) < 0.25
+        segs = torch.rand(n, -(-k // 32), generator=g) < 0.3
+        mask = (segs.repeat_interleave(32, dim=1)[:, :k]) | rows[:, None]
+        if distribution == "zero_groups":
+            fill = torch.zeros(n, k, dtype=torch.float64)
+        else:
+            fill = (torch.randn(n, 1, generator=g, dtype=torch.float64) * 0.05).expand(n, k)
+        w = torch.where(mask, fill, w)
+    elif distribution == "tiny":
+        w = w * tiny_magnitude(dtype)
+    elif distribution == "huge":
+        w = w / w.abs().max().clamp(min=1e-300) * huge_magnitude(dtype)
+    else:
+        raise ValueError(f"unknown distribution {distribution!r}; choose one of {DISTRIBUTIONS}")
+    w = w.to(dtype)
+    assert bool(torch.isfinite(w).all())
+    return w.to(device)
+
+
+def weights(shape, dtype=torch.bfloat16, distribution=None, device="cpu"):
+    """Strategy: a float weight tensor of `shape` ([N, K]; a tuple or a strategy of tuples) in
+    `dtype`, from `distribution` (one of DISTRIBUTIONS, or None: any of them)."""
+    st = _st()
+    shapes = shape if isinstance(shape, st.SearchStrategy) else st.just(tuple(shape))
+    dists = st.sampled_from(DISTRIBUTIONS) if distribution is None else st.just(distribution)
+    return st.builds(lambda s, d, seed: make_weight(s, dtype, d, seed, device), shapes, dists,
+                     st.integers(0, 2**31 - 1))
+
+
+def activations(shape, dtype=torch.bfloat16, device="cpu"):
+    """Strategy: standard-normal activations of `shape` (a tuple or a strategy of tuples)."""
+    st = _st()
+    shapes = shape if isinstance(shape, st.SearchStrategy) else st.just(tuple(shape))
+
+    def build(s, seed):
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(*s, generator=g, dtype=torch.float32).to(dtype).to(device)
+    return st.builds(build, shapes, st.integers(0, 2**31 - 1))
+
+
+def linear_shapes(max_m: int = 40, max_n: int = 300, max_k: int = 300, k_multiple: int = 1, min_m: int = 1):
+    """Strategy: (M, N, K) with M = 1 drawn often, any N (odd included) and K a multiple of
+    `k_multiple` (a layout's group size), rarely a multiple of a kernel's K tile."""
+    st = _st()
+    k_max = max(1, max_k // k_multiple)
+    return st.tuples(
+        st.one_of(st.just(max(1, min_m)), st.integers(min_m, max_m)),
+        st.one_of(st.integers(1, max_n), st.sampled_from([n for n in (1, 15, 17, 33, 100, 255) if n <= max_n])),
+        st.integers(1, k_max).map(lambda q: q * k_multiple),
+    )
+
+
+def all_layout_examples() -> list[Layout]:
+    """Every registered layout's examples() (read now, so layouts registered later count)."""
+    return [ex for cls in LAYOUTS.values() for ex in cls.examples()]
+
+
+def layouts():
+    """Strategy: an example instance of any registered layout."""
+    return _st().sampled_from(all_layout_examples())
+
+
+# ------------------------------------------------------------------------------------------
+# Quantizing for a layout (test-side, generic: needs only the layout's weight_format())
+# ------------------------------------------------------------------------------------------
+def _store(t: torch.Tensor, dtype) -> torch.Tensor:
+    """A positive float64 scale rounded to `dtype`, kept >= its smallest normal."""
+    return t.clamp(min=torch.finfo(dtype).smallest_normal, max=torch.finfo(dtype).max).to(dtype)
+
+
+def quantize_for_layout(w: torch.Tensor, layout: Layout) -> QuantizedLinearWeight:
+    """A crude min/max quantizer for any layout, for kernel tests (the quality does not matter,
+    only that codes, scales and zeros are valid and come from a realistic weight). Codes are
+    computed from the stored (rounded) scales, so quantization and storage agree."""
+    fmt = layout.weight_format()
+    dtype = w.dtype
+    n, k = w.shape
+    g = fmt.group_size or k
+    if k % g:
+        raise ValueError(f"group_size={g} does not divide K={k}")
+    wg = w.double().reshape(n, k // g, g)
+    zeros = None
+    if fmt.element == "uint":
+        qmax = (1 << fmt.bits) - 1
+        if fmt.zero_mode == "tensor":  # asymmetric, float (possibly fractional) zero point
+            lo = wg.amin(-1).clamp(max=0)
+            hi = wg.amax(-1).clamp(min=0)
+            scale = _store((hi - lo) / qmax, dtype)
+            zero = (-lo / scale.double()).clamp(0, qmax).to(dtype)
+            codes = (wg / scale.double()[..., None] + zero.double()[..., None]).round().clamp(0, qmax)
+            zeros = zero.t().contiguous()
+        elif fmt.zero_mode == "offset":  # symmetric around zero_offset
+            scale = _store(wg.abs().amax(-1) / max(1, qmax - fmt.zero_offset), dtype)
+            codes = (wg / scale.double()[..., None]).round().add(fmt.zero_offset).clamp(0, qmax)
+        else:  # plain unsigned codes: negative weights clamp to 0
+            scale = _store(wg.clamp(min=0).amax(-1) / qmax, dtype)
+            codes = (wg / scale.double()[..., None]).round().clamp(0, qmax)
+        codes = codes.to(torch.uint8)
+    else:
+        f8 = _FP8[fmt.element]
+        fmax = torch.finfo(f8).max
+        scale = _store(wg.abs().amax(-1) / fmax, dtype)
+        v = (wg / scale.double()[..., None]).clamp(-fmax, fmax)
+        codes = v.float().to(f8).view(torch.uint8)
+    codes = codes.reshape(n, k)
+    packed = layout.pack(codes.cpu()).to(w.device)
+    return QuantizedLinearWeight(packed, scale.t().contiguous().to(w.device),
+                                 None if zeros is None else zeros.to(w.device), layout, (n, k), dtype)
+
+
+def valid_codes(element: str, bits: int) -> torch.Tensor:
+    """Every code a format can hold with a finite value (fp8 NaN / Inf patterns excluded)."""
+    codes = torch.arange(1 << bits, dtype=torch.int32).to(torch.uint8)
+    if element in _FP8:
+        codes = codes[torch.isfinite(codes.view(_FP8[element]).float())]
+    return codes
+
+
+def random_codes_weight(layout: Layout, n: int, k: int, dtype, seed: int, device="cpu") -> QuantizedLinearWeight:
+    """Uniformly random valid codes, scales of random magnitude in [2**-10, 2**2), random zero
+    points in [0, 2**bits - 1] (fractional, like HQQ's)."""
+    fmt = layout.weight_format()
+    g = torch.Generator().manual_seed(seed)
+    allowed = valid_codes(fmt.element, fmt.bits)
+    codes = allowed[torch.randint(0, allowed.numel(), (n, k), generator=g)]
+    groups = layout.n_groups(k)
+    scales = torch.exp2(torch.rand(groups, n, generator=g) * 12 - 10).to(dtype)
+    if fmt.element in _FP8:  # fp8 values reach 448 / 57344: keep the products moderate
+        scales = (scales.float() / torch.finfo(_FP8[fmt.element]).max).to(dtype)
+    zeros = None
+    if fmt.zero_mode == "tensor":
+        zeros = (torch.rand(groups, n, generator=g) * ((1 << fmt.bits) - 1)).to(dtype).to(device)
+    return QuantizedLinearWeight(layout.pack(codes).to(device), scales.to(device), zeros, layout, (n, k), dtype)
+
+
+@dataclass
+class LinearCase:
+    x: torch.Tensor  # [M, K]
+    weight: QuantizedLinearWeight  # [N, K]
+    bias: torch.Tensor | None  # [N]
+    distribution: str
+
+    def __repr__(self):
+        return (f"LinearCase(M={self.x.shape[0]}, N={self.weight.shape[0]}, K={self.weight.shape[1]}, "
+                f"dtype={self.x.dtype}, layout={self.weight.quant_layout}, dist={self.distribution}, "
+                f"bias={self.bias is not None})")
+
+
+def input_scale_for(weight_absmax: float, k: int, dtype) -> float:
+    """A power of two s such that outputs of x * s (|x| <~ 6) against weights up to
+    `weight_absmax` cannot overflow `dtype` (powers of two scale exactly)."""
+    budget = torch.finfo(dtype).max / 64
+    worst = max(weight_absmax, 1e-30) * 8 * k
+    return 1.0 if worst <= budget else 2.0 ** math.floor(math.log2(budget / worst))
+
+
+def quantized_linear_cases(layout=None, dtypes=(torch.bfloat16, torch.float16), max_m=40, max_n=300, max_k=300,
+                           distribution=None, bias=None, device="cpu"):
+    """Strategy: a LinearCase (x, quantized weight, bias) for `layout` (None: any registered
+    layout). The weight comes from `weights()` quantized by quantize_for_layout, or (as the
+    'random_codes' distribution) from uniformly random codes. x is scaled by a power of two
+    when the weight is huge, so the exact output fits the dtype."""
+    st = _st()
+    layout_st = layouts() if layout is None else st.just(layout)
+    dists = st.sampled_from(DISTRIBUTIONS + ("random_codes",)) if distribution is None else st.just(distribution)
+    bias_st = st.booleans() if bias is None else st.just(bias)
+
+    @st.composite
+    def build(draw):
+        lay = draw(layout_st)
+        dtype = draw(st.sampled_from(dtypes))
+        m, n, k = draw(linear_shapes(max_m, max_n, max_k, k_multiple=lay.group_size or 1))
+        dist = draw(dists)
+        seed = draw(st.integers(0, 2**31 - 1))
+        if dist == "random_codes":
+            qw = random_codes_weight(lay, n, k, dtype, seed, device)
+        else:
+            qw = quantize_for_layout(make_weight((n, k), dtype, dist, seed, device), lay)
+        gen = torch.Generator().manual_seed(seed + 1)
+        w_max = float(dequantize_reference(qw).abs().max()) if n * k else 0.0
+        x = torch.randn(m, k, generator=gen) * input_scale_for(w_max, k, dtype)
+        b = None
+        if draw(bias_st):
+            b_scale = min(1.0, torch.finfo(dtype).max / 64)
+            b = (torch.randn(n, generator=gen) * b_scale).to(dtype).to(device)
+        return LinearCase(x.to(dtype).to(device), qw, b, dist)
+    return build()
+
+
+# ------------------------------------------------------------------------------------------
+# Independent references
+# ------------------------------------------------------------------------------------------
+def _per_word(bits: int) -> int:
+    p = 1
+    while p * 2 * bits <= 32:
+        p *= 2
+    return p
+
+
+def unpack_reference(packed: torch.Tensor, bits: int, span: int, k: int) -> torch.Tensor:
+    """uint8 codes [N, k] from packed int32 words, straight from the documented format: code c
+    of a row is in word (c // block) * span + c % span, at bit offset ((c % block) // span) * bits,
+    where block = codes_per_word * span (tqk/layouts/packing.py)."""
+    per_word = _per_word(bits)
+    block = per_word * span
+    c = torch.arange(k, device=packed.device)
+    word = (c // block) * span + (c % block) % span
+    shift = ((c % block) // span) * bits
+    words = packed.to(torch.int64) & 0xFFFFFFFF  # the int32 bit pattern, unsigned
+    return ((words[:, word] >> shift) & ((1 << bits) - 1)).to(torch.uint8)
+
+
+def decode_reference(codes: torch.Tensor, element: str) -> torch.Tensor:
+    """float64 element values of uint8 codes: the integer, or torch's own fp8 decoding."""
+    if element == "uint":
+        return codes.to(torch.float64)
+    return codes.view(_FP8[element]).to(torch.float64)
+
+
+def dequantize_reference(weight: QuantizedLinearWeight) -> torch.Tensor:
+    """float64 [N, K]: (decode(code) - zero) * scale, exactly (no rounding to the model dtype)."""
+    fmt = weight.quant_layout.weight_format()
+    n, k = weight.shape
+    vals = decode_reference(unpack_reference(weight.packed, fmt.bits, fmt.span, k), fmt.element)
+    g = fmt.group_size or k
+    group_of = torch.arange(k, device=vals.device) // g  # column -> group
+    scale = weight.scales.double().t()[:, group_of]  # [N, K]
+    if fmt.zero_mode == "tensor":
+        vals = vals - weight.zeros.double().t()[:, group_of]
+    elif fmt.zero_mode == "offset":
+        vals = vals - fmt.zero_offset
+    return vals * scale
+
+
+def _magnitude_matrix(weight) -> torch.Tensor:
+    """|scale| * (|decode(code)| + |zero|): bounds every partial value a kernel forms for the
+    element (before or after the zero point is subtracted)."""
+    if not isinstance(weight, QuantizedLinearWeight):
+        return weight.double().abs()
+    fmt = weight.quant_layout.weight_format()
+    n, k = weight.shape
+    vals = decode_reference(unpack_reference(weight.packed, fmt.bits, fmt.span, k), fmt.element).abs()
+    group_of = torch.arange(k, device=vals.device) // (fmt.group_size or k)
+    if fmt.zero_mode == "tensor":
+        vals = vals + weight.zeros.double().abs().t()[:, group_of]
+    elif fmt.zero_mode == "offset":
+        vals = vals + abs(fmt.zero_offset)
+    return vals * weight.scales.double().abs().t()[:, group_of]
+
+
+def reference_linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """float64 x @ W.T + bias, W = dequantize_reference(weight) (or `weight` itself if float)."""
+    w = dequantize_reference(weight) if isinstance(weight, QuantizedLinearWeight) else weight.double()
+    out = x.double() @ w.t()
+    return out if bias is None else out + bias.double()
+
+
+def linear_magnitude(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """float64 sum_k |x_k| * |w_k| (+ |bias|) per output: the scale of the rounding errors."""
+    out = x.double().abs() @ _magnitude_matrix(weight).t()
+    return out if bias is None else out + bias.double().abs()
+
+
+def sqnr(reference: torch.Tensor, test: torch.Tensor) -> float:
+    """Signal-to-quantization-noise ratio in dB: 10 log10(sum ref**2 / sum (ref - test)**2)."""
+    ref = reference.double()
+    noise = (ref - test.double()).pow(2).sum()
+    signal = ref.pow(2).sum()
+    if noise == 0:
+        return math.inf
+    return float(10 * torch.log10(signal / noise))
+
+
+def unit_roundoff(dtype: torch.dtype) -> float:
+    """Half an ulp at 1: bfloat16 2**-8, float16 2**-11, float32 2**-24."""
+    return torch.finfo(dtype).eps / 2
+
+
+def assert_close_to_reference(out: torch.Tensor, ref: torch.Tensor, dtype: torch.dtype | None = None, *,
+                              x: torch.Tensor | None = None, weight=None, bias=None, k: int | None = None,
+                              magnitude: torch.Tensor | None = None, msg: str = ""):
+    """Assert a kernel's `out` matches the float64 `ref` within the error a correct kernel can make.
+
+    The bound, per output element (u = unit_roundoff(dtype): bf16 2**-8, fp16 2**-11; u32 = 2**-24):
+
+        |out - ref| <= u * |ref|                   the final rounding of the output to dtype
+                     + (u + (K + 8) * u32) * A     A = sum_k |x_k| * |s| * (|code_k| + |zero|) + |bias|
+                     + floor
+
+    * u * A: a kernel may round each dequantized weight (or code - zero) to the activation dtype
+      before a tensor-core dot (one relative error of u per product term);
+    * (K + 8) * u32 * A: float32 accumulation of K products is within K * u32 of the sum of
+      magnitudes (the classic gamma_K bound), plus a few float32 operations for the scale, the zero
+      point (subtracted after the sum, as s * (sum q x - z sum x): A includes |z|, since that
+      difference can cancel) and the bias;
+    * floor: half a subnormal ulp per rounded term (values that underflow to subnormals have no
+      relative bound): smallest_normal(dtype) * (1 + sum |x|).
+
+    A is computed from x and weight when given (preferred), else `magnitude`, else |ref| per
+    element (only sound when there is no cancellation, e.g. non-negative data).
+    """
+    dtype = dtype or out.dtype
+    ref = ref.double()
+    err = (out.double() - ref).abs()
+    if out.shape != ref.shape:
+        raise AssertionError(f"shape {tuple(out.shape)} != reference shape {tuple(ref.shape)} {msg}")
+    if x is not None and weight is not None:
+        magnitude = linear_magnitude(x, weight, bias)
+        k = x.shape[-1]
+        floor = torch.finfo(dtype).smallest_normal * (1 + x.double().abs().sum(-1, keepdim=True))
+    else:
+        magnitude = ref.abs() if magnitude is None else magnitude.double()
+        k = k or 1
+        floor = torch.finfo(dtype).smallest_normal * (1 + k)
+    u, u32 = unit_roundoff(dtype), unit_roundoff(torch.float32)
+    tol = u * ref.abs() + (u + (k + 8) * u32) * magnitude + floor
+    bad = ~(err <= tol)  # NaN in out counts as bad
+    if bool(bad.any()):
+        i = tuple(int(v) for v in bad.nonzero()[0])
+        ratio = float((err / tol)[bad].max()) if bool(torch.isfinite(err[bad]).all()) else math.inf
+        raise AssertionError(
+            f"{int(bad.sum())}/{bad.numel()} elements out of tolerance (worst err/tol {ratio:.3g}); first at {i}: "
+            f"out={float(out.double()[i])!r} ref={float(ref[i])!r} tol={float(tol[i]):.3g} {msg}")
