@@ -75,8 +75,9 @@ def _int4(weight: torch.Tensor, config: Int4WeightOnlyConfig) -> QuantizedLinear
                                             scale_dtype=weight.dtype, zero_point_dtype=weight.dtype)
         codes = quantize_affine(weight, block, scale, zero, torch.uint4)
     layout = AffineLayout(group_size=config.group_size, nbits=4)
-    return QuantizedLinearWeight(layout.pack(codes.to(torch.uint8)), scale.to(weight.dtype).t().contiguous(),
-                                 zero.t().contiguous(), layout, (n, k), weight.dtype)
+    # qparams come back [N, K // group] (or [N] when one group spans K); the kernels want [groups, N]
+    scale, zero = (t.to(weight.dtype).reshape(n, -1).t().contiguous() for t in (scale, zero))
+    return QuantizedLinearWeight(layout.pack(codes.to(torch.uint8)), scale, zero, layout, (n, k), weight.dtype)
 
 
 @dataclass(frozen=True)

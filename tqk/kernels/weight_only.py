@@ -71,6 +71,43 @@ def _zero_of(zero_ptr, offs, mask, ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.cons
 
 
 @triton.jit
+def _gemv_block(acc, x_total, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
+                BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
+                ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr):
+    """Add one packed block (PER_WORD planes of SPAN codes per row, starting at k0) to acc."""
+    BLOCK_K: tl.constexpr = PER_WORD * SPAN
+    PER_BLOCK: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K == 0)
+    PER_PLANE: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K != 0)
+    span = tl.arange(0, SPAN)
+    if PER_BLOCK:
+        blk = tl.zeros(acc.shape, dtype=tl.float32)
+        x_blk = tl.zeros([SPAN], dtype=tl.float32)
+    for j in tl.static_range(PER_WORD):
+        kk = k0 + j * SPAN + span
+        xj = tl.load(x_row + kk, mask=kk < K, other=0.0, eviction_policy="evict_last").to(tl.float32)
+        vals = decode_codes(unpack_plane(words, j, BITS), ELEMENT)
+        if PER_PLANE:  # this plane's own group: w = vals * s - z * s, one FMA
+            offs = ((k0 + j * SPAN) // GROUP_SIZE) * N + rn
+            ok = mask_n & (k0 + j * SPAN < K)
+            scale = tl.load(scale_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+            zs = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET) * scale
+            acc += (vals * scale[:, None] - zs[:, None]) * xj[None, :]
+        elif PER_BLOCK:
+            blk += vals * xj[None, :]
+            x_blk += xj
+        else:
+            acc += vals * xj[None, :]
+            x_total += xj
+    if PER_BLOCK:  # sum((q - z) * s * x) = s * (sum(q * x) - z * sum(x)) over the block
+        offs = (k0 // GROUP_SIZE) * N + rn
+        ok = mask_n & (k0 < K)
+        scale = tl.load(scale_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+        zero = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET)
+        acc += (blk - zero[:, None] * x_blk[None, :]) * scale[:, None]
+    return acc, x_total
+
+
+@triton.jit
 def weight_only_gemv_kernel(
     x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr,
     N, K, words_per_row, n_groups, stride_xm, stride_om,
@@ -80,48 +117,32 @@ def weight_only_gemv_kernel(
 ):
     # Everything stays in the [BLOCK_N, SPAN] layout of the packed-word tile: each plane is
     # multiplied into a 2-D accumulator, and the only cross-thread reduction is the last one.
+    # Two blocks are decoded per trip while the next two are already loading (registers as a
+    # double buffer: Triton's pipeliner does not stage loads that feed no tl.dot).
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
-    PER_BLOCK: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K == 0)
-    PER_PLANE: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K != 0)
     pid_n = tl.program_id(0)
     m = tl.program_id(1).to(tl.int64)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = rn < N
     rn = tl.where(mask_n, rn, 0)  # clamp instead of masking: unmasked loads vectorize
-    span = tl.arange(0, SPAN)
-    w_ptrs = w_ptr + rn[:, None].to(tl.int64) * words_per_row + span[None, :]
+    w_ptrs = w_ptr + rn[:, None].to(tl.int64) * words_per_row + tl.arange(0, SPAN)[None, :]
     x_row = x_ptr + m * stride_xm
+    k_padded = words_per_row * PER_WORD
 
     acc = tl.zeros([BLOCK_N, SPAN], dtype=tl.float32)
     x_total = tl.zeros([SPAN], dtype=tl.float32)  # sum of x, for a per-row zero point
-    for k0 in range(0, words_per_row * PER_WORD, BLOCK_K):
-        words = tl.load(w_ptrs, eviction_policy="evict_first")
-        w_ptrs += SPAN
-        if PER_BLOCK:
-            blk = tl.zeros([BLOCK_N, SPAN], dtype=tl.float32)
-            x_blk = tl.zeros([SPAN], dtype=tl.float32)
-        for j in tl.static_range(PER_WORD):
-            kk = k0 + j * SPAN + span
-            xj = tl.load(x_row + kk, mask=kk < K, other=0.0, eviction_policy="evict_last").to(tl.float32)
-            vals = decode_codes(unpack_plane(words, j, BITS), ELEMENT)
-            if PER_PLANE:  # this plane's own group: w = vals * s - z * s, one FMA
-                offs = ((k0 + j * SPAN) // GROUP_SIZE) * N + rn
-                ok = mask_n & (k0 + j * SPAN < K)
-                scale = tl.load(scale_ptr + offs, mask=ok, other=0.0).to(tl.float32)
-                zs = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET) * scale
-                acc += (vals * scale[:, None] - zs[:, None]) * xj[None, :]
-            elif PER_BLOCK:
-                blk += vals * xj[None, :]
-                x_blk += xj
-            else:
-                acc += vals * xj[None, :]
-                x_total += xj
-        if PER_BLOCK:  # sum((q - z) * s * x) = s * (sum(q * x) - z * sum(x)) over the block
-            offs = (k0 // GROUP_SIZE) * N + rn
-            ok = mask_n & (k0 < K)
-            scale = tl.load(scale_ptr + offs, mask=ok, other=0.0).to(tl.float32)
-            zero = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET)
-            acc += (blk - zero[:, None] * x_blk[None, :]) * scale[:, None]
+    words_a = tl.load(w_ptrs, eviction_policy="evict_first")
+    words_b = tl.load(w_ptrs + SPAN, mask=BLOCK_K < k_padded, other=0, eviction_policy="evict_first")
+    for k0 in range(0, k_padded, 2 * BLOCK_K):
+        w_ptrs += 2 * SPAN
+        next_a = tl.load(w_ptrs, mask=k0 + 2 * BLOCK_K < k_padded, other=0, eviction_policy="evict_first")
+        next_b = tl.load(w_ptrs + SPAN, mask=k0 + 3 * BLOCK_K < k_padded, other=0, eviction_policy="evict_first")
+        acc, x_total = _gemv_block(acc, x_total, words_a, k0, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
+                                   BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE)
+        acc, x_total = _gemv_block(acc, x_total, words_b, k0 + BLOCK_K, x_row, scale_ptr, zero_ptr, rn, mask_n,
+                                   N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE)
+        words_a = next_a
+        words_b = next_b
 
     out = tl.sum(acc, axis=1)
     if GROUP_SIZE == 0:
