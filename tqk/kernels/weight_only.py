@@ -208,8 +208,8 @@ def weight_only_gemm_kernel(
             if PER_ELEMENT:
                 offs_j = (kk // GROUP_SIZE) * N + rn_c
                 scale = tl.load(scale_ptr + offs_j, mask=mask_n & (kk < K), other=0.0).to(tl.float32)
-                z = _zero_of(zero_ptr, offs_j, mask_n & (kk < K), ZERO_MODE, ZERO_OFFSET)
-                w = ((vals - z[:, None]) * scale[:, None]).to(xt.dtype)
+                zs = _zero_of(zero_ptr, offs_j, mask_n & (kk < K), ZERO_MODE, ZERO_OFFSET) * scale
+                w = (vals * scale[:, None] - zs[:, None]).to(xt.dtype)  # (q - z) * s as one FMA
             else:
                 w = (vals - zero[:, None]).to(xt.dtype)
             if DOT_F32:  # Triton's interpreter multiplies bf16 dot operands as raw integers
