@@ -29,7 +29,8 @@ from .tensor import QuantizedLinearWeight
 
 __all__ = [
     "DISTRIBUTIONS", "default_device", "weights", "activations", "linear_shapes", "layouts", "all_layout_examples",
-    "quantize_for_layout", "random_codes_weight", "quantized_linear_cases", "LinearCase", "unpack_reference",
+    "quantize_for_layout", "random_codes_weight", "quantized_linear_cases", "LinearCase",
+    "exact_linear_case", "exact_linear_cases", "valid_codes", "assert_exact", "unpack_reference",
     "dequantize_reference", "reference_linear", "linear_magnitude", "sqnr", "unit_roundoff",
     "assert_close_to_reference", "input_scale_for",
 ]
@@ -271,6 +272,50 @@ def quantized_linear_cases(layout=None, dtypes=(torch.bfloat16, torch.float16), 
     return build()
 
 
+def exact_linear_case(layout: Layout, m: int, n: int, k: int, dtype, seed: int, bias: bool = True,
+                      device="cpu") -> LinearCase:
+    """A case on which a correct kernel is EXACT: every product and partial sum is a multiple of
+    2**-5 below 2**19 (K <= 512), so float32 accumulation in any order, split-K included, and
+    rounding a dequantized weight to bf16/fp16 lose nothing, and the output must equal the float64
+    reference rounded once to `dtype`, bit for bit. Codes are uniform (fp8: those with |value| <= 16
+    on a 2**-2 grid), zero points integers, scales powers of two in [2**-2, 1], x in
+    {-4, -3.5, ..., 4}, bias in {-64, ..., 64} / 8. Catches what a tolerance cannot: one wrong
+    code, a dropped K tail, a scale off by 1%."""
+    if k > 512:
+        raise ValueError("exact cases need K <= 512 to stay exact in float32")
+    fmt = layout.weight_format()
+    g = torch.Generator().manual_seed(seed)
+    allowed = valid_codes(fmt.element, fmt.bits)
+    if fmt.element in _FP8:
+        v = allowed.view(_FP8[fmt.element]).double()
+        allowed = allowed[(v.abs() <= 16) & ((v * 4).round() == v * 4)]
+    codes = allowed[torch.randint(0, allowed.numel(), (n, k), generator=g)]
+    groups = layout.n_groups(k)
+    scales = torch.exp2(-torch.randint(0, 3, (groups, n), generator=g).double()).to(dtype)
+    zeros = None
+    if fmt.zero_mode == "tensor":
+        zeros = torch.randint(0, 1 << fmt.bits, (groups, n), generator=g).to(dtype).to(device)
+    qw = QuantizedLinearWeight(layout.pack(codes).to(device), scales.to(device), zeros, layout, (n, k), dtype)
+    x = (torch.randint(-8, 9, (m, k), generator=g).double() / 2).to(dtype).to(device)
+    b = (torch.randint(-64, 65, (n,), generator=g).double() / 8).to(dtype).to(device) if bias else None
+    return LinearCase(x, qw, b, "exact")
+
+
+def exact_linear_cases(layout=None, dtypes=(torch.bfloat16, torch.float16), max_m=40, max_n=300, max_k=300,
+                       device="cpu"):
+    """Strategy: exact_linear_case(...) with drawn layout, dtype, shape and bias."""
+    st = _st()
+    layout_st = layouts() if layout is None else st.just(layout)
+
+    @st.composite
+    def build(draw):
+        lay = draw(layout_st)
+        m, n, k = draw(linear_shapes(max_m, max_n, min(max_k, 512), k_multiple=lay.group_size or 1))
+        return exact_linear_case(lay, m, n, k, draw(st.sampled_from(dtypes)), draw(st.integers(0, 2**31 - 1)),
+                                 draw(st.booleans()), device)
+    return build()
+
+
 # ------------------------------------------------------------------------------------------
 # Independent references
 # ------------------------------------------------------------------------------------------
@@ -380,6 +425,9 @@ def assert_close_to_reference(out: torch.Tensor, ref: torch.Tensor, dtype: torch
     * floor: half a subnormal ulp per rounded term (values that underflow to subnormals have no
       relative bound): smallest_normal(dtype) * (1 + sum |x|).
 
+    Triton's interpreter (CPU) converts float32 to bfloat16 by truncation, not round-to-nearest:
+    there a bfloat16 rounding is worth 2u, and u is doubled.
+
     A is computed from x and weight when given (preferred), else `magnitude`, else |ref| per
     element (only sound when there is no cancellation, e.g. non-negative data).
     """
@@ -397,6 +445,8 @@ def assert_close_to_reference(out: torch.Tensor, ref: torch.Tensor, dtype: torch
         k = k or 1
         floor = torch.finfo(dtype).smallest_normal * (1 + k)
     u, u32 = unit_roundoff(dtype), unit_roundoff(torch.float32)
+    if _interpreter_truncates(dtype, out):
+        u = 2 * u
     tol = u * ref.abs() + (u + (k + 8) * u32) * magnitude + floor
     bad = ~(err <= tol)  # NaN in out counts as bad
     if bool(bad.any()):
@@ -405,3 +455,30 @@ def assert_close_to_reference(out: torch.Tensor, ref: torch.Tensor, dtype: torch
         raise AssertionError(
             f"{int(bad.sum())}/{bad.numel()} elements out of tolerance (worst err/tol {ratio:.3g}); first at {i}: "
             f"out={float(out.double()[i])!r} ref={float(ref[i])!r} tol={float(tol[i]):.3g} {msg}")
+
+
+def _interpreter_truncates(dtype, out: torch.Tensor) -> bool:
+    """Triton's interpreter rounds float32 -> bfloat16 toward zero (it runs kernels on CPU
+    tensors when TRITON_INTERPRET=1)."""
+    import os
+
+    return dtype == torch.bfloat16 and out.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _round_toward_zero_bf16(t: torch.Tensor) -> torch.Tensor:
+    bits = t.float().contiguous().view(torch.int32) & ~0xFFFF
+    return bits.view(torch.float32).to(torch.bfloat16)
+
+
+def assert_exact(out: torch.Tensor, ref: torch.Tensor, msg: str = ""):
+    """For exact_linear_case: `out` is the float64 `ref` rounded once to out.dtype (to nearest;
+    under Triton's interpreter bfloat16 may instead be rounded toward zero), bit for bit."""
+    nearest = ref.to(out.dtype)
+    ok = (out == nearest) | (out.isnan() & nearest.isnan())
+    if _interpreter_truncates(out.dtype, out):
+        ok |= out == _round_toward_zero_bf16(ref)
+    if not bool(ok.all()):
+        bad = (~ok).nonzero()
+        i = tuple(int(v) for v in bad[0])
+        raise AssertionError(f"{bad.shape[0]}/{ok.numel()} elements differ from the exact result; first at {i}: "
+                             f"out={float(out[i])!r} exact={float(ref[i])!r} {msg}")

@@ -4,7 +4,8 @@
     python -m tqk.tune --shapes 4096x4096 --m 1 8 --formats int4_g128
 
 Each (format, N, K, M bucket) gets the fastest of a small search space around the heuristic,
-timed with triton.testing.do_bench (which flushes L2 between runs). Existing entries for other
+timed by CUDA-graph replay over enough weight copies to defeat the L2 (tqk.bench.timing), so
+neither Python launch cost nor cached weights bias the choice. Existing entries for other
 shapes are kept. Prints each winner beside bf16 F.linear on the same shape.
 """
 from __future__ import annotations
@@ -32,28 +33,29 @@ def candidates(m: int) -> list[KernelConfig]:
     if m <= 2:  # CUDA cores, or a thin tensor-core tile
         return [KernelConfig("gemv", block_n=bn, num_warps=w, num_stages=s)
                 for bn, w in ((8, 1), (16, 2), (32, 4), (64, 4), (64, 8)) for s in (2, 4)] + \
-               [KernelConfig("gemm", block_n=bn, block_m=16, split_k=sk, num_warps=4, num_stages=3)
-                for bn in (32, 64) for sk in (1, 2, 4)]
+               [KernelConfig("gemm", block_n=bn, block_m=16, split_k=sk, num_warps=4, num_stages=3, one_dot=od)
+                for bn in (32, 64) for sk in (1, 2, 4) for od in (False, True)]
     if m <= 64:
         bm = max(16, 1 << (m - 1).bit_length())
-        return [KernelConfig("gemm", block_n=bn, block_m=bm, split_k=sk, num_warps=4, num_stages=st)
-                for bn in (32, 64, 128) for sk in (1, 2, 4, 8) for st in (3,) if not (bn == 128 and sk == 8)]
+        return [KernelConfig("gemm", block_n=bn, block_m=bm, split_k=sk, num_warps=4, num_stages=3, one_dot=od)
+                for bn in (32, 64, 128) for sk in (1, 2, 4, 8) for od in (False, True) if not (bn == 128 and sk == 8)]
     if m <= 256:
-        return [KernelConfig("gemm", block_n=bn, block_m=bm, split_k=sk, num_warps=w, num_stages=3)
-                for bn, bm, w in ((64, 64, 4), (128, 64, 4), (128, 128, 8), (64, 128, 4)) for sk in (1, 2)]
-    return [KernelConfig("gemm", block_n=bn, block_m=bm, num_warps=w, num_stages=st)
+        return [KernelConfig("gemm", block_n=bn, block_m=bm, split_k=sk, num_warps=w, num_stages=3, one_dot=od)
+                for bn, bm, w in ((64, 64, 4), (128, 64, 4), (128, 128, 8), (64, 128, 4)) for sk in (1, 2)
+                for od in (False, True)]
+    return [KernelConfig("gemm", block_n=bn, block_m=bm, num_warps=w, num_stages=st, one_dot=od)
             for bn, bm, w in ((128, 128, 8), (128, 256, 8), (256, 128, 8), (128, 128, 4), (64, 256, 8))
-            for st in (2, 3)]
+            for st in (2, 3) for od in (False, True)]
 
-
-def tune_one(qw, x, config_list, bench):
-    fmt = qw.quant_layout.weight_format()
+def tune_one(weights, x, config_list, bench):
+    fmt = weights[0].quant_layout.weight_format()
+    n, k = weights[0].shape
     best = None
     for cfg in config_list:
-        def call(cfg=cfg):
-            return launch_weight_only(x, qw.packed, qw.scales, qw.zeros, None, fmt, qw.shape[0], qw.shape[1], cfg)
+        calls = [lambda x, qw=qw, cfg=cfg: launch_weight_only(x, qw.packed, qw.scales, qw.zeros, None, fmt, n, k, cfg)
+                 for qw in weights]
         try:
-            t = bench(call)
+            t = bench(calls, x)
         except Exception as e:  # out of resources for this tile: not a candidate here
             print(f"    skip {cfg}: {type(e).__name__}")
             continue
@@ -63,8 +65,6 @@ def tune_one(qw, x, config_list, bench):
 
 
 def main(argv=None):
-    import triton.testing
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shapes", nargs="+", default=LLAMA3_8B, help="NxK (out x in)")
     p.add_argument("--m", nargs="+", type=int, default=[1, 16, 128, 2048])
@@ -79,8 +79,10 @@ def main(argv=None):
     table = json.loads(open(path).read()) if __import__("os").path.exists(path) else {"device": name, "configs": {}}
     table.update(device=name, torch=torch.__version__, triton=__import__("triton").__version__)
 
-    def bench(fn):
-        return triton.testing.do_bench(fn, warmup=10, rep=40, return_mode="median")
+    from .bench.timing import copies_needed, l2_cache_bytes, time_calls
+
+    def bench(calls, x):
+        return time_calls(calls, x, reps=15, warmup=2, min_replay_s=5e-4).median_s * 1e3  # ms
 
     rows = []
     for shape in args.shapes:
@@ -88,14 +90,18 @@ def main(argv=None):
         w = torch.randn(n, k, dtype=torch.bfloat16, device=device)
         for m in args.m:
             x = torch.randn(m, k, dtype=torch.bfloat16, device=device)
-            t_bf16 = bench(lambda: F.linear(x, w))
+            bf16_copies = [w] + [w.clone() for _ in range(copies_needed(w.numel() * 2, l2_cache_bytes()) - 1)]
+            t_bf16 = bench([lambda x, w=w: F.linear(x, w) for w in bf16_copies], x)
+            del bf16_copies
             for fname in args.formats:
                 qw = quantize_weight(w, FORMATS[fname])
+                weights = [qw] + [qw.clone() for _ in range(copies_needed(qw.packed_nbytes, l2_cache_bytes()) - 1)]
                 cands = candidates(m)
                 h = heuristic(n, k, m_bucket(m))
                 if h not in cands:
                     cands.append(h)
-                t, cfg = tune_one(qw, x, cands, bench)
+                t, cfg = tune_one(weights, x, cands, bench)
+                del weights
                 key = table_key(qw.quant_layout.weight_format().key, n, k, m)
                 table["configs"][key] = cfg.to_json()
                 rows.append((fname, shape, m, t * 1e3, t_bf16 * 1e3, t_bf16 / t, cfg))

@@ -27,6 +27,7 @@ class KernelConfig:
     group_n: int = 8
     num_warps: int = 4
     num_stages: int = 2
+    one_dot: bool = False  # gemm: one dot per packed block instead of one per bit plane
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -154,6 +154,15 @@ def weight_only_gemv_kernel(
 
 
 @triton.jit
+def _dot(w, xt, acc, DOT_F32: tl.constexpr):
+    """acc + w @ xt with w rounded to the activation dtype, as the tensor cores take it."""
+    w = w.to(xt.dtype)
+    if DOT_F32:  # Triton's interpreter multiplies bf16 dot operands as raw integers
+        return tl.dot(w.to(tl.float32), xt.to(tl.float32), acc)
+    return tl.dot(w, xt, acc)
+
+
+@triton.jit
 def _tile_ids(pid, num_n, num_m, GROUP_N: tl.constexpr):
     """Swizzled order: GROUP_N weight tiles sweep all M tiles together, so each x tile is
     reused from L2 across GROUP_N weight tiles."""
@@ -172,7 +181,7 @@ def weight_only_gemm_kernel(
     BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
     ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
-    SPLIT_K: tl.constexpr, GROUP_N: tl.constexpr, DOT_F32: tl.constexpr,
+    SPLIT_K: tl.constexpr, GROUP_N: tl.constexpr, ONE_DOT: tl.constexpr, DOT_F32: tl.constexpr,
 ):
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
     # Where the group scale is applied: per row (GROUP_SIZE == 0) in the epilogue; when a whole
@@ -201,24 +210,42 @@ def weight_only_gemm_kernel(
             zero = _zero_of(zero_ptr, offs, mask_n & (k0 < K), ZERO_MODE, ZERO_OFFSET)
         if PER_BLOCK:
             part = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
-        for j in tl.static_range(PER_WORD):
-            kk = k0 + j * SPAN
-            xt = tl.load(x_ptrs + kk, mask=(kk + span < K)[:, None], other=0.0)
-            vals = decode_codes(unpack_plane(words, j, BITS), ELEMENT)
+        if ONE_DOT:  # all planes as one [BLOCK_N, BLOCK_K] operand: plane-major is K order
+            plane = tl.arange(0, PER_WORD)
+            vals = decode_codes(unpack_planes(words, BITS, PER_WORD), ELEMENT)
             if PER_ELEMENT:
-                offs_j = (kk // GROUP_SIZE) * N + rn_c
-                scale = tl.load(scale_ptr + offs_j, mask=mask_n & (kk < K), other=0.0).to(tl.float32)
-                zs = _zero_of(zero_ptr, offs_j, mask_n & (kk < K), ZERO_MODE, ZERO_OFFSET) * scale
-                w = (vals * scale[:, None] - zs[:, None]).to(xt.dtype)  # (q - z) * s as one FMA
+                k_plane = k0 + plane * SPAN
+                offs_p = (k_plane // GROUP_SIZE)[None, :] * N + rn_c[:, None]
+                ok = mask_n[:, None] & (k_plane < K)[None, :]
+                scale = tl.load(scale_ptr + offs_p, mask=ok, other=0.0).to(tl.float32)
+                zs = _zero_of(zero_ptr, offs_p, ok, ZERO_MODE, ZERO_OFFSET) * scale
+                w3 = vals * scale[:, :, None] - zs[:, :, None]
             else:
-                w = (vals - zero[:, None]).to(xt.dtype)
-            if DOT_F32:  # Triton's interpreter multiplies bf16 dot operands as raw integers
-                w = w.to(tl.float32)
-                xt = xt.to(tl.float32)
+                w3 = vals - zero[:, None, None]
+            kk = k0 + tl.arange(0, BLOCK_K)
+            xt = tl.load(x_ptr + rm_c[None, :].to(tl.int64) * stride_xm + kk[:, None], mask=(kk < K)[:, None],
+                         other=0.0)
+            w = tl.reshape(w3, [BLOCK_N, BLOCK_K])
             if PER_BLOCK:
-                part = tl.dot(w, xt, part)
+                part = _dot(w, xt, part, DOT_F32)
             else:
-                acc = tl.dot(w, xt, acc)
+                acc = _dot(w, xt, acc, DOT_F32)
+        else:
+            for j in tl.static_range(PER_WORD):
+                kk = k0 + j * SPAN
+                xt = tl.load(x_ptrs + kk, mask=(kk + span < K)[:, None], other=0.0)
+                vals = decode_codes(unpack_plane(words, j, BITS), ELEMENT)
+                if PER_ELEMENT:
+                    offs_j = (kk // GROUP_SIZE) * N + rn_c
+                    scale = tl.load(scale_ptr + offs_j, mask=mask_n & (kk < K), other=0.0).to(tl.float32)
+                    zs = _zero_of(zero_ptr, offs_j, mask_n & (kk < K), ZERO_MODE, ZERO_OFFSET) * scale
+                    w = vals * scale[:, None] - zs[:, None]  # (q - z) * s as one FMA
+                else:
+                    w = vals - zero[:, None]
+                if PER_BLOCK:
+                    part = _dot(w, xt, part, DOT_F32)
+                else:
+                    acc = _dot(w, xt, acc, DOT_F32)
         if PER_BLOCK:
             scale = tl.load(scale_ptr + offs, mask=mask_n & (k0 < K), other=0.0).to(tl.float32)
             acc += part * scale[:, None]
@@ -262,7 +289,8 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
     weight_only_gemm_kernel[grid](
         x2d, packed, scales, zeros, bias_arg, out, m, n, k, words_per_row, n_groups,
         x2d.stride(0), out.stride(0), HAS_BIAS=bias is not None, BLOCK_N=config.block_n,
-        BLOCK_M=config.block_m, SPLIT_K=split_k, GROUP_N=config.group_n, DOT_F32=interpreting(),
+        BLOCK_M=config.block_m, SPLIT_K=split_k, GROUP_N=config.group_n, ONE_DOT=config.one_dot,
+        DOT_F32=interpreting(),
         num_warps=config.num_warps, num_stages=config.num_stages, **consts,
     )
     return out if split_k == 1 else out.to(x2d.dtype)
