@@ -386,7 +386,7 @@ def run_config(name: str, a: ModelArgs, *, device, seed: int, batch_sizes, promp
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     res.weight_mib = weight_bytes(model) / 2**20
-    with torch.inference_mode():
+    with torch.no_grad():  # not inference_mode: the gpt-fast pattern that compile + CUDA graphs expect
         logits = accuracy_logits(model, acc_prompt)
         if ref_logits is not None:
             res.agreement, res.logit_sqnr_db = agreement_and_sqnr(ref_logits, logits)

@@ -13,7 +13,7 @@ import csv
 import math
 import os
 from dataclasses import asdict, dataclass, fields
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Sequence
 
 import torch
 

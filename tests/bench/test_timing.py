@@ -1,0 +1,59 @@
+"""Timing helpers on CPU (the CUDA-graph path needs a GPU and is exercised by the GPU run)."""
+import math
+
+import pytest
+import torch
+
+from tqk.bench import timing
+
+
+def test_quantile_matches_numpy_linear():
+    np = pytest.importorskip("numpy")
+    vals = [5.0, 1.0, 3.0, 9.0, 7.0, 2.0]
+    for q in (0.0, 0.1, 0.5, 0.9, 1.0):
+        assert timing.quantile(vals, q) == pytest.approx(float(np.quantile(vals, q)))
+    assert timing.quantile([4.0], 0.9) == 4.0
+    with pytest.raises(ValueError):
+        timing.quantile([], 0.5)
+
+
+def test_summarize_and_spread():
+    t = timing.summarize([1.0, 2.0, 3.0, 4.0, 5.0], calls_per_sample=7, graph=True)
+    assert t.median_s == 3.0 and t.p10_s == pytest.approx(1.4) and t.p90_s == pytest.approx(4.6)
+    assert t.calls_per_sample == 7 and t.samples == 5 and t.graph
+    assert t.spread == pytest.approx((4.6 - 1.4) / 3.0)
+
+
+def test_copies_needed_exceeds_l2():
+    l2 = 50 * 2**20
+    for wbytes in (1, 4096 * 4096 // 2, 4096 * 4096 * 2, 10**9):
+        n = timing.copies_needed(wbytes, l2, factor=3.0)
+        assert n >= 1
+        assert n * wbytes >= 3 * l2 or n == 1024
+        if n > 1:
+            assert (n - 1) * wbytes < 3 * l2
+    assert timing.copies_needed(10**9, l2) == 1
+    assert timing.copies_needed(0, l2) == 1
+
+
+def test_time_calls_cpu_cycles_all_copies():
+    calls = []
+    fns = [lambda x, i=i: calls.append(i) or x * 2 for i in range(3)]
+    t = timing.time_calls(fns, torch.ones(4), reps=4, warmup=1)
+    assert t.samples == 4 and t.calls_per_sample == 3 and not t.graph
+    assert t.median_s > 0 and t.p10_s <= t.median_s <= t.p90_s
+    assert calls == [0, 1, 2] * 5  # 1 warm-up round + 4 timed rounds, every copy each time
+    with pytest.raises(ValueError):
+        timing.time_calls([], torch.ones(1))
+
+
+def test_ceiling_bound_picks_larger():
+    c = timing.Ceilings(copy_bytes_per_s=2e12, matmul_flops_per_s=1e15)
+    assert c.bound_s(2e9, 1e9) == (pytest.approx(1e-3), "memory")
+    assert c.bound_s(1e3, 1e15) == (pytest.approx(1.0), "compute")
+
+
+def test_l2_default_without_gpu():
+    if not torch.cuda.is_available():
+        assert timing.l2_cache_bytes() == timing.DEFAULT_L2_BYTES
+    assert not math.isnan(timing.l2_cache_bytes())
