@@ -365,7 +365,7 @@ def _magnitude_matrix(weight) -> torch.Tensor:
     """|scale| * (|decode(code)| + |zero|): bounds every partial value a kernel forms for the
     element (before or after the zero point is subtracted)."""
     if not isinstance(weight, QuantizedLinearWeight):
-        return weight.double().abs()
+        return weight.detach().double().abs()
     fmt = weight.quant_layout.weight_format()
     n, k = weight.shape
     vals = decode_reference(unpack_reference(weight.packed, fmt.bits, fmt.span, k), fmt.element).abs()
@@ -379,21 +379,21 @@ def _magnitude_matrix(weight) -> torch.Tensor:
 
 def reference_linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.Tensor:
     """float64 x @ W.T + bias, W = dequantize_reference(weight) (or `weight` itself if float)."""
-    w = dequantize_reference(weight) if isinstance(weight, QuantizedLinearWeight) else weight.double()
-    out = x.double() @ w.t()
-    return out if bias is None else out + bias.double()
+    w = dequantize_reference(weight) if isinstance(weight, QuantizedLinearWeight) else weight.detach().double()
+    out = x.detach().double() @ w.t()
+    return out if bias is None else out + bias.detach().double()
 
 
 def linear_magnitude(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.Tensor:
     """float64 sum_k |x_k| * |w_k| (+ |bias|) per output: the scale of the rounding errors."""
-    out = x.double().abs() @ _magnitude_matrix(weight).t()
-    return out if bias is None else out + bias.double().abs()
+    out = x.detach().double().abs() @ _magnitude_matrix(weight).t()
+    return out if bias is None else out + bias.detach().double().abs()
 
 
 def sqnr(reference: torch.Tensor, test: torch.Tensor) -> float:
     """Signal-to-quantization-noise ratio in dB: 10 log10(sum ref**2 / sum (ref - test)**2)."""
-    ref = reference.double()
-    noise = (ref - test.double()).pow(2).sum()
+    ref = reference.detach().double()
+    noise = (ref - test.detach().double()).pow(2).sum()
     signal = ref.pow(2).sum()
     if noise == 0:
         return math.inf
@@ -432,14 +432,14 @@ def assert_close_to_reference(out: torch.Tensor, ref: torch.Tensor, dtype: torch
     element (only sound when there is no cancellation, e.g. non-negative data).
     """
     dtype = dtype or out.dtype
-    ref = ref.double()
+    out, ref = out.detach(), ref.detach().double()
     err = (out.double() - ref).abs()
     if out.shape != ref.shape:
         raise AssertionError(f"shape {tuple(out.shape)} != reference shape {tuple(ref.shape)} {msg}")
     if x is not None and weight is not None:
         magnitude = linear_magnitude(x, weight, bias)
         k = x.shape[-1]
-        floor = torch.finfo(dtype).smallest_normal * (1 + x.double().abs().sum(-1, keepdim=True))
+        floor = torch.finfo(dtype).smallest_normal * (1 + x.detach().double().abs().sum(-1, keepdim=True))
     else:
         magnitude = ref.abs() if magnitude is None else magnitude.double()
         k = k or 1

@@ -32,7 +32,7 @@ LLAMA3_8B = ["6144x4096", "4096x4096", "28672x4096", "4096x14336"]
 def candidates(m: int) -> list[KernelConfig]:
     if m <= 2:  # CUDA cores, or a thin tensor-core tile
         return [KernelConfig("gemv", block_n=bn, num_warps=w, num_stages=s)
-                for bn, w in ((8, 1), (16, 2), (32, 4), (64, 4), (64, 8)) for s in (2, 4)] + \
+                for bn, w in ((8, 1), (16, 1), (32, 1), (32, 2), (64, 2), (64, 4), (128, 4), (128, 8)) for s in (2,)] + \
                [KernelConfig("gemm", block_n=bn, block_m=16, split_k=sk, num_warps=4, num_stages=3, one_dot=od)
                 for bn in (32, 64) for sk in (1, 2, 4) for od in (False, True)]
     if m <= 64:
@@ -43,9 +43,9 @@ def candidates(m: int) -> list[KernelConfig]:
         return [KernelConfig("gemm", block_n=bn, block_m=bm, split_k=sk, num_warps=w, num_stages=3, one_dot=od)
                 for bn, bm, w in ((64, 64, 4), (128, 64, 4), (128, 128, 8), (64, 128, 4)) for sk in (1, 2)
                 for od in (False, True)]
-    return [KernelConfig("gemm", block_n=bn, block_m=bm, num_warps=w, num_stages=st, one_dot=od)
+    return [KernelConfig("gemm", block_n=bn, block_m=bm, num_warps=w, num_stages=st, one_dot=od, block_scale=bs)
             for bn, bm, w in ((128, 128, 8), (128, 256, 8), (256, 128, 8), (128, 128, 4), (64, 256, 8))
-            for st in (2, 3) for od in (False, True)]
+            for st in (3,) for od in (False, True) for bs in (False, True)]
 
 def tune_one(weights, x, config_list, bench):
     fmt = weights[0].quant_layout.weight_format()

@@ -28,6 +28,8 @@ class KernelConfig:
     num_warps: int = 4
     num_stages: int = 2
     one_dot: bool = False  # gemm: one dot per packed block instead of one per bit plane
+    block_scale: bool = False  # gemm: a group scale shared by a K block scales the block's partial
+    #                            product (always done when block_m <= 32) instead of each element
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -181,13 +181,14 @@ def weight_only_gemm_kernel(
     BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
     ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
-    SPLIT_K: tl.constexpr, GROUP_N: tl.constexpr, ONE_DOT: tl.constexpr, DOT_F32: tl.constexpr,
+    SPLIT_K: tl.constexpr, GROUP_N: tl.constexpr, ONE_DOT: tl.constexpr, BLOCK_SCALE: tl.constexpr,
+    DOT_F32: tl.constexpr,
 ):
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
     # Where the group scale is applied: per row (GROUP_SIZE == 0) in the epilogue; when a whole
-    # K block shares one group and the tile is thin, to the block's partial product (a second
-    # accumulator is cheap only when BLOCK_M is small); otherwise to each weight element.
-    PER_BLOCK: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K == 0) and (BLOCK_M <= 32)
+    # K block shares one group and the tile is thin (or BLOCK_SCALE asks), to the block's partial
+    # product (a second accumulator, cheap when BLOCK_M is small); otherwise to each element.
+    PER_BLOCK: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K == 0) and (BLOCK_M <= 32 or BLOCK_SCALE)
     PER_ELEMENT: tl.constexpr = (GROUP_SIZE > 0) and not PER_BLOCK
     pid_n, pid_m = _tile_ids(tl.program_id(0), tl.cdiv(N, BLOCK_N), tl.cdiv(M, BLOCK_M), GROUP_N)
     pid_k = tl.program_id(1)
@@ -290,7 +291,7 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         x2d, packed, scales, zeros, bias_arg, out, m, n, k, words_per_row, n_groups,
         x2d.stride(0), out.stride(0), HAS_BIAS=bias is not None, BLOCK_N=config.block_n,
         BLOCK_M=config.block_m, SPLIT_K=split_k, GROUP_N=config.group_n, ONE_DOT=config.one_dot,
-        DOT_F32=interpreting(),
+        BLOCK_SCALE=config.block_scale, DOT_F32=interpreting(),
         num_warps=config.num_warps, num_stages=config.num_stages, **consts,
     )
     return out if split_k == 1 else out.to(x2d.dtype)
