@@ -290,7 +290,8 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
     weight_only_gemm_kernel[grid](
         x2d, packed, scales, zeros, bias_arg, out, m, n, k, words_per_row, n_groups,
         x2d.stride(0), out.stride(0), HAS_BIAS=bias is not None, BLOCK_N=config.block_n,
-        BLOCK_M=config.block_m, SPLIT_K=split_k, GROUP_N=config.group_n, ONE_DOT=config.one_dot,
+        BLOCK_M=config.block_m, SPLIT_K=split_k, GROUP_N=config.group_n,
+        ONE_DOT=config.one_dot or fmt.span < 16,  # a plane narrower than 16 is too thin for a dot
         BLOCK_SCALE=config.block_scale, DOT_F32=interpreting(),
         num_warps=config.num_warps, num_stages=config.num_stages, **consts,
     )

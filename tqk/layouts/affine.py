@@ -21,11 +21,12 @@ class AffineLayout(Layout):
 
     nbits: int = 4
     symmetric: bool = False
+    span: int = 16  # packed words per block (tqk/layouts/packing.py)
 
     def weight_format(self) -> WeightFormat:
         if self.symmetric:
-            return WeightFormat(self.nbits, "uint", "offset", 1 << (self.nbits - 1), self.group_size)
-        return WeightFormat(self.nbits, "uint", "tensor", 0, self.group_size)
+            return WeightFormat(self.nbits, "uint", "offset", 1 << (self.nbits - 1), self.group_size, self.span)
+        return WeightFormat(self.nbits, "uint", "tensor", 0, self.group_size, self.span)
 
     @classmethod
     def examples(cls):
