@@ -11,8 +11,9 @@ Kernel sweep (GPU, about 5-9 minutes on an H100 with the defaults)
 ------------------------------------------------------------------
     python -m tqk.bench kernels --out bench_out/kernels
 
-Defaults: Llama-3-8B qkv, o, gate_up, down, lm_head; M = 1, 4, 16, 64, 256, 1024, 4096; every
-available method (`--list-methods`); a 540 s time budget after which points are skipped.
+Defaults: Llama-3-8B qkv, o, gate_up, down, lm_head; M = 1, 16, 256, 4096; every available
+method but tqk-int4-hqq and three of gemlite's five variants (`--list-methods`); a 540 s
+time budget after which points are skipped.
 `--full` sweeps Llama-3-8B and -70B, M = 1, 2, 4, ..., 4096 and every method with no budget
 (tens of minutes). `--models 70b`, `--layers o,down`, `--m 1,16`, `--methods bf16,tqk-int4` narrow it.
 

@@ -86,7 +86,7 @@ def sweep(
                 preps.append(method.factory(w, b, opts))
                 n_copies = timing.copies_needed(preps[0].weight_bytes, l2, l2_factor, max_copies) if on_cuda else 1
                 for _ in range(n_copies - 1):
-                    preps.append(method.factory(w.clone(), b, opts))
+                    preps.append(preps[0].copy() if preps[0].copy else method.factory(w.clone(), b, opts))
             except Unsupported as e:
                 fail_all(f"unsupported: {e}"[:160])
                 log(f"    {method.name:24s} unsupported: {e}")

@@ -38,6 +38,7 @@ class Prepared:
     weight_bytes: int
     note: str = ""
     compiled: Optional["_Compiled"] = None
+    copy: Optional[Callable[[], "Prepared"]] = None  # another copy without quantizing again
 
     def status(self) -> str:
         notes = [self.note] if self.note else []
@@ -216,8 +217,12 @@ def _tqk_factory(name: str):
             qw = tqk.quantize_weight(w, cfg)
         except (ValueError, NotImplementedError, AssertionError) as e:
             raise Unsupported(f"{type(e).__name__}: {e}") from e
-        return Prepared(lambda x: F.linear(x, qw, b), tensor_bytes(qw))
+        return _tqk_prepared(qw, b)
     return factory
+
+
+def _tqk_prepared(qw, b) -> Prepared:
+    return Prepared(lambda x: F.linear(x, qw, b), tensor_bytes(qw), copy=lambda: _tqk_prepared(qw.clone(), b))
 
 
 # ----------------------------------------------------------------------------- torch tinygemm
@@ -385,8 +390,8 @@ def _build_registry() -> dict[str, Method]:
         "tqk-int8": "tqk int8 weight-only, per row",
         "tqk-fp8": "tqk fp8 e4m3 weight-only, per row",
     }
-    for name, desc in tqk_desc.items():
-        ms.append(Method(name, "tqk", _tqk_factory(name), _tqk_check, desc))
+    for name, desc in tqk_desc.items():  # HQQ runs the same kernel as tqk-int4: --full only
+        ms.append(Method(name, "tqk", _tqk_factory(name), _tqk_check, desc, default=name != "tqk-int4-hqq"))
     ms += [
         Method("torch-tinygemm-int4", "peer", _tinygemm, description="aten._weight_int4pack_mm, group 128"),
         Method("torch-scaled_mm-fp8", "peer", _scaled_mm,
@@ -400,8 +405,9 @@ def _build_registry() -> dict[str, Method]:
         check = _gemlite_check
         if kind.endswith("FP8"):
             check = (lambda d: _gemlite_check(d) or _need_sm(d, 8, 9))
+        # gemlite autotunes for ~1 min per variant and shape: two variants by default, all with --full
         ms.append(Method(f"gemlite-{kind}", "peer", _gemlite_factory(kind), check,
-                         f"gemlite {kind}", dynamic_act=dyn))
+                         f"gemlite {kind}", dynamic_act=dyn, default=kind in ("A16W4", "A8W8_FP8")))
     for kind, desc, dyn in (("int8wo", "Int8WeightOnlyConfig", False),
                             ("int4wo", "Int4WeightOnlyConfig tile_packed_to_4d, group 128", False),
                             ("fp8dq", "Float8DynamicActivationFloat8WeightConfig PerRow", True)):

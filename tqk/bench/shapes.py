@@ -58,7 +58,7 @@ def llama_shapes(model: str) -> list[Shape]:
 
 
 ALL_M = tuple(2**i for i in range(13))  # 1, 2, 4, ..., 4096
-DEFAULT_M = (1, 4, 16, 64, 256, 1024, 4096)
+DEFAULT_M = (1, 16, 256, 4096)
 DEFAULT_MODELS = ("8b",)
 
 

@@ -136,6 +136,7 @@ def _time_cuda(fns, x, *, reps, warmup, min_replay_s, max_rounds, use_graph) -> 
     torch.cuda.synchronize()
     round_s = max(start.elapsed_time(end) / 1e3, 1e-7)
     rounds = int(max(1, min(max_rounds, math.ceil(min_replay_s / round_s))))
+    reps = max(3, min(reps, int(2.0 / (round_s * rounds))))  # at most ~2 s per point for slow methods
 
     def one_sample():
         for _ in range(rounds):
