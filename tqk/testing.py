@@ -29,6 +29,7 @@ from .tensor import QuantizedLinearWeight
 
 __all__ = [
     "DISTRIBUTIONS", "default_device", "weights", "activations", "linear_shapes", "layouts", "all_layout_examples",
+    "kernel_configs",
     "quantize_for_layout", "random_codes_weight", "quantized_linear_cases", "LinearCase",
     "exact_linear_case", "exact_linear_cases", "valid_codes", "assert_exact", "unpack_reference",
     "dequantize_reference", "reference_linear", "linear_magnitude", "sqnr", "unit_roundoff",
@@ -133,6 +134,24 @@ def linear_shapes(max_m: int = 40, max_n: int = 300, max_k: int = 300, k_multipl
         st.one_of(st.integers(1, max_n), st.sampled_from([n for n in (1, 15, 17, 33, 100, 255) if n <= max_n])),
         st.integers(1, k_max).map(lambda q: q * k_multiple),
     )
+
+
+def kernel_configs(kernel=None, block_n=(16, 32, 64), block_m=(16, 32, 64), split_k=(1, 2, 3), num_warps=(4,),
+                   num_stages=(2,)):
+    """Strategy: a tqk KernelConfig for `kernel` ("gemv", "gemm" or None: either). Every boolean
+    field of KernelConfig (schedule switches such as one_dot, block_scale) is drawn too, so a new
+    switch is exercised by the existing property tests."""
+    import dataclasses
+
+    from .kernels.tuning import KernelConfig
+
+    st = _st()
+    switches = {f.name: st.booleans() for f in dataclasses.fields(KernelConfig) if isinstance(f.default, bool)}
+    common = dict(num_warps=st.sampled_from(num_warps), num_stages=st.sampled_from(num_stages))
+    gemv = st.builds(KernelConfig, st.just("gemv"), st.sampled_from(block_n), **common)
+    gemm = st.builds(KernelConfig, st.just("gemm"), st.sampled_from(block_n), st.sampled_from(block_m),
+                     st.sampled_from(split_k), **common, **switches)
+    return {"gemv": gemv, "gemm": gemm}[kernel] if kernel else st.one_of(gemv, gemm)
 
 
 def all_layout_examples() -> list[Layout]:

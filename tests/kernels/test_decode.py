@@ -1,0 +1,115 @@
+"""The Triton decode helpers (tqk/kernels/decode.py) against torch, code by code."""
+from __future__ import annotations
+
+import pytest
+import torch
+import triton
+import triton.language as tl
+
+import tqk  # noqa: F401  (TRITON_INTERPRET=1 on CPU, before the kernels below are defined)
+from tqk import testing as T
+from tqk.kernels.decode import decode_codes, unpack_plane, unpack_planes
+from tqk.layouts.packing import codes_per_word, pack_planes
+
+DEVICE = T.default_device()
+INTERPRETED = DEVICE.type == "cpu"
+
+
+@triton.jit
+def _decode_kernel(codes_ptr, out_ptr, n, ELEMENT: tl.constexpr, BLOCK: tl.constexpr):
+    i = tl.arange(0, BLOCK)
+    codes = tl.load(codes_ptr + i, mask=i < n, other=0)
+    tl.store(out_ptr + i, decode_codes(codes, ELEMENT), mask=i < n)
+
+
+def _decode(codes: torch.Tensor, element: str) -> torch.Tensor:
+    codes32 = codes.to(torch.int32).to(DEVICE)
+    out = torch.empty(codes32.numel(), dtype=torch.float32, device=DEVICE)
+    _decode_kernel[(1,)](codes32, out, codes32.numel(), ELEMENT=element, BLOCK=256)
+    return out.cpu()
+
+
+ALL_CODES = torch.arange(256, dtype=torch.int32).to(torch.uint8)
+
+
+@pytest.mark.parametrize("element,fp8", [("e4m3", torch.float8_e4m3fn), ("e5m2", torch.float8_e5m2)])
+def test_fp8_decode_matches_torch(element, fp8):
+    want = ALL_CODES.view(fp8).float()
+    got = _decode(ALL_CODES, element)
+    special = ~torch.isfinite(want)
+    assert int(special.sum()) == (2 if element == "e4m3" else 8)  # NaN (and e5m2's +-Inf) patterns
+    # Non-finite codes excluded: Triton's interpreter decodes them as finite numbers (e5m2 0x7C
+    # as 65536, not Inf). They never occur in tqk's weights: the quantizers saturate.
+    torch.testing.assert_close(got[~special], want[~special], rtol=0, atol=0)
+    assert torch.equal(torch.signbit(got[~special]), torch.signbit(want[~special]))  # -0.0 stays -0.0
+
+
+@pytest.mark.skipif(INTERPRETED, reason="Triton's interpreter maps fp8 NaN / Inf codes to finite values")
+@pytest.mark.parametrize("element,fp8", [("e4m3", torch.float8_e4m3fn), ("e5m2", torch.float8_e5m2)])
+def test_fp8_special_codes_decode_like_torch(element, fp8):
+    want = ALL_CODES.view(fp8).float()
+    got = _decode(ALL_CODES, element)
+    assert torch.equal(torch.isnan(got), torch.isnan(want))
+    inf = torch.isinf(want)
+    assert torch.equal(got[inf], want[inf])
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_uint_decode_every_code(bits):
+    codes = torch.arange(1 << bits, dtype=torch.int32).to(torch.uint8)
+    got = _decode(codes, "uint")
+    assert torch.equal(got, codes.float())
+
+
+def test_uint_decode_beyond_a_byte():
+    """The magic-exponent trick holds for any code below 2**23 (wider formats)."""
+    codes = torch.tensor([0, 1, 255, 256, 4095, 65535, 2**22, 2**23 - 1], dtype=torch.int32)
+    out = torch.empty(codes.numel(), dtype=torch.float32, device=DEVICE)
+    _decode_kernel[(1,)](codes.to(DEVICE), out, codes.numel(), ELEMENT="uint", BLOCK=8)
+    assert torch.equal(out.cpu(), codes.float())
+
+
+@triton.jit
+def _unpack_kernel(words_ptr, planes_ptr, plane_ptr, R: tl.constexpr, SPAN: tl.constexpr, BITS: tl.constexpr,
+                   PER_WORD: tl.constexpr, J: tl.constexpr):
+    r = tl.arange(0, R)
+    s = tl.arange(0, SPAN)
+    words = tl.load(words_ptr + r[:, None] * SPAN + s[None, :])
+    planes = unpack_planes(words, BITS, PER_WORD)  # [R, PER_WORD, SPAN]
+    p = tl.arange(0, PER_WORD)
+    tl.store(planes_ptr + r[:, None, None] * (PER_WORD * SPAN) + p[None, :, None] * SPAN + s[None, None, :], planes)
+    tl.store(plane_ptr + r[:, None] * SPAN + s[None, :], unpack_plane(words, J, BITS))
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+@pytest.mark.parametrize("span", [16, 32])
+def test_unpack_helpers_follow_the_packed_order(bits, span):
+    """A block packed by pack_planes, unpacked by the kernel helpers: plane j must be codes
+    j*SPAN .. j*SPAN + SPAN - 1 (the documented order), every code, top bit of the word included."""
+    per_word = codes_per_word(bits)
+    rows = 4
+    g = torch.Generator().manual_seed(bits * 100 + span)
+    codes = torch.randint(0, 1 << bits, (rows, per_word * span), generator=g, dtype=torch.int32).to(torch.uint8)
+    codes[0] = (1 << bits) - 1  # all ones: the sign bit of the int32 word is set
+    words = pack_planes(codes, bits, span)
+    assert words.shape == (rows, span)
+    planes = torch.empty(rows, per_word, span, dtype=torch.int32, device=DEVICE)
+    j = per_word - 1  # the top plane: shifts by the most bits
+    plane = torch.empty(rows, span, dtype=torch.int32, device=DEVICE)
+    _unpack_kernel[(1,)](words.to(DEVICE), planes, plane, R=rows, SPAN=span, BITS=bits, PER_WORD=per_word, J=j)
+    want = codes.to(torch.int32).view(rows, per_word, span)
+    assert torch.equal(planes.cpu(), want)
+    assert torch.equal(plane.cpu(), want[:, j])
+
+
+@pytest.mark.parametrize("bits,per_word", [(1, 32), (2, 16), (3, 8), (4, 8), (5, 4), (6, 4), (7, 4), (8, 4)])
+def test_codes_per_word(bits, per_word):
+    assert codes_per_word(bits) == per_word
+    from tqk.kernels.weight_only import WeightFormat
+    assert WeightFormat(bits).per_word == per_word
+
+
+@pytest.mark.parametrize("bits", [0, 9])
+def test_codes_per_word_rejects_bad_widths(bits):
+    with pytest.raises(ValueError, match="bits must be in 1..8"):
+        codes_per_word(bits)

@@ -1,0 +1,116 @@
+"""Config selection: M buckets, the heuristic, and the JSON table of tuned configs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tqk.kernels import tuning
+from tqk.kernels.tuning import M_BUCKETS, KernelConfig, heuristic, m_bucket, select_config, table_key
+
+POW2 = {1 << i for i in range(12)}
+
+
+@given(st.integers(1, 10_000))
+def test_m_bucket_is_the_smallest_bucket_holding_m(m):
+    b = m_bucket(m)
+    assert b in M_BUCKETS
+    if m <= M_BUCKETS[-1]:
+        assert b >= m
+        smaller = [x for x in M_BUCKETS if x < b]
+        assert not smaller or smaller[-1] < m
+    else:
+        assert b == M_BUCKETS[-1]
+
+
+def test_m_buckets_literal():
+    assert [m_bucket(m) for m in (1, 2, 3, 5, 16, 17, 100, 4096, 5000)] == [1, 2, 4, 8, 16, 32, 128, 4096, 4096]
+
+
+def _valid(cfg: KernelConfig, m: int):
+    assert cfg.kernel in ("gemv", "gemm")
+    assert cfg.block_n in POW2 and cfg.block_m in POW2
+    assert cfg.split_k >= 1 and cfg.num_warps in (1, 2, 4, 8, 16) and cfg.num_stages >= 1
+    if cfg.kernel == "gemm":  # tl.dot needs every tile dim >= 16
+        assert cfg.block_n >= 16 and cfg.block_m >= 16
+
+
+@given(n=st.integers(1, 65536), k=st.integers(1, 65536), m=st.sampled_from(M_BUCKETS), interpreted=st.booleans())
+def test_heuristic_gives_valid_configs(n, k, m, interpreted):
+    cfg = heuristic(n, k, m, interpreted=interpreted)
+    _valid(cfg, m)
+    # decode (M <= 2) streams the weight with the gemv kernel; larger M uses tensor cores
+    assert (cfg.kernel == "gemv") == (m <= 2)
+    if cfg.kernel == "gemm" and m <= 64:
+        assert cfg.block_m >= min(m, 16)
+
+
+def test_select_config_on_cpu_uses_the_interpreter_heuristic(clear_tuning_caches):
+    for m in (1, 3, 40, 1000):
+        cfg = select_config("uint4_g128_tensor", 300, 256, m, torch.device("cpu"))
+        assert cfg == heuristic(300, 256, m_bucket(m), interpreted=True)
+
+
+def test_table_key_and_results_file_names():
+    assert table_key("uint4_g128_tensor", 4096, 11008, 3) == "uint4_g128_tensor:4096x11008:m4"
+    assert tuning.results_file("NVIDIA H100 80GB HBM3").name == "NVIDIA_H100_80GB_HBM3.json"
+
+
+def test_tuned_table_from_autotune_dir(tmp_path, monkeypatch, clear_tuning_caches):
+    device = "Fake GPU 9000 (test)"
+    tuned = KernelConfig("gemm", block_n=32, block_m=16, split_k=4, group_n=4, num_warps=2, num_stages=3)
+    gemv = KernelConfig("gemv", block_n=8, num_warps=1, num_stages=5)
+    (tmp_path / "Fake_GPU_9000_test.json").write_text(json.dumps({"configs": {
+        table_key("uint4_g128_tensor", 512, 1024, 16): tuned.to_json(),
+        table_key("e4m3_8_row_none", 512, 1024, 1): gemv.to_json(),
+    }}))
+    monkeypatch.setenv("TQK_AUTOTUNE_DIR", str(tmp_path))
+    assert tuning.results_dir() == tmp_path
+    assert tuning.results_file(device) == tmp_path / "Fake_GPU_9000_test.json"
+    # Every M in the bucket gets the tuned entry ...
+    for m in (9, 12, 16):
+        assert tuning._select("uint4_g128_tensor", 512, 1024, m_bucket(m), device) == tuned
+    assert tuning._select("e4m3_8_row_none", 512, 1024, 1, device) == gemv
+    # ... and anything not in the table the (GPU) heuristic.
+    assert tuning._select("uint4_g128_tensor", 512, 1024, 32, device) == heuristic(512, 1024, 32)
+    assert tuning._select("uint4_g32_tensor", 512, 1024, 16, device) == heuristic(512, 1024, 16)
+    assert tuning._select("uint4_g128_tensor", 512, 2048, 16, device) == heuristic(512, 2048, 16)
+
+
+def test_missing_table_means_heuristic(tmp_path, monkeypatch, clear_tuning_caches):
+    monkeypatch.setenv("TQK_AUTOTUNE_DIR", str(tmp_path / "nothing here"))
+    assert tuning._tuned_table("Some GPU") == {}
+    assert tuning._select("uint8_row_offset", 64, 64, 4, "Some GPU") == heuristic(64, 64, 4)
+
+
+def test_table_is_read_once_per_device(tmp_path, monkeypatch, clear_tuning_caches):
+    """The file is read once per process and device (lru_cache): no file system on the hot path."""
+    monkeypatch.setenv("TQK_AUTOTUNE_DIR", str(tmp_path))
+    path = tmp_path / "GPU_A.json"
+    first = KernelConfig("gemm", 64, 16)
+    path.write_text(json.dumps({"configs": {table_key("k", 64, 64, 16): first.to_json()}}))
+    assert tuning._select("k", 64, 64, 16, "GPU A") == first
+    path.write_text(json.dumps({"configs": {table_key("k", 64, 64, 16): KernelConfig("gemm", 16, 16).to_json()}}))
+    assert tuning._select("k", 64, 64, 16, "GPU A") == first
+    tuning._select.cache_clear()
+    tuning._tuned_table.cache_clear()
+    assert tuning._select("k", 64, 64, 16, "GPU A") == KernelConfig("gemm", 16, 16)
+
+
+@pytest.mark.parametrize("m", [0, 1, 2, 3, 17])
+def test_op_picks_kernel_by_m_and_handles_empty_input(m):
+    """tqk::weight_only_linear on CPU: M = 0 gives an empty output, other M go through the
+    heuristic's kernel; both agree with the float64 reference."""
+    import tqk
+    from tqk import testing as T
+
+    lin = torch.nn.Linear(64, 24, dtype=torch.bfloat16, device=T.default_device())
+    tqk.quantize_(lin, tqk.Int8WeightOnlyConfig())
+    x = torch.randn(m, 64, dtype=torch.bfloat16, device=T.default_device())
+    out = lin(x)
+    assert out.shape == (m, 24)
+    T.assert_close_to_reference(out, T.reference_linear(x, lin.weight, lin.bias), x=x, weight=lin.weight,
+                                bias=lin.bias)

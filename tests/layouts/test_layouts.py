@@ -1,0 +1,167 @@
+"""Property tests run for EVERY registered layout (LAYOUTS / Layout.examples()): a new layout is
+tested here without a new test.
+
+Each test compares against tqk.testing's independent references: the packed format is decoded
+from its documented formula (not tqk.layouts.packing.unpack_planes) and dequantized in float64
+(not tqk.kernels.reference)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tqk import testing as T
+from tqk.kernels.tuning import KernelConfig
+from tqk.kernels.weight_only import launch_weight_only
+from tqk.layouts import LAYOUTS
+
+DEVICE = T.default_device()  # CUDA when present; else CPU through the interpreter
+EXAMPLES = T.all_layout_examples()
+IDS = [repr(ex) for ex in EXAMPLES]
+SEEDS = st.integers(0, 2**31 - 1)
+DTYPES = st.sampled_from([torch.bfloat16, torch.float16])
+# Kernel launches are the slow part in the interpreter: a few examples per layout and path.
+KERNEL = settings(max_examples=max(4, settings.default.max_examples * 2 // 3))
+
+
+def test_registry_has_examples():
+    assert {"AffineLayout", "Float8Layout"} <= set(LAYOUTS)
+    for cls in LAYOUTS.values():
+        examples = cls.examples()
+        assert examples, f"{cls.__name__}.examples() is empty: the shared tests would skip it"
+        for ex in examples:
+            assert isinstance(ex, cls)
+            hash(ex)  # layouts go into compiled graphs as constants
+
+
+@pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
+@given(n=st.integers(1, 40), k=st.integers(1, 700), seed=SEEDS)
+def test_pack_unpack_bit_exact(layout, n, k, seed):
+    fmt = layout.weight_format()
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.randint(0, 1 << fmt.bits, (n, k), generator=g, dtype=torch.int32).to(torch.uint8)
+    packed = layout.pack(codes)
+    block = fmt.per_word * fmt.span
+    assert packed.dtype == torch.int32
+    assert packed.shape == (n, -(-k // block) * fmt.span)
+    assert torch.equal(layout.unpack(packed, k), codes)
+    # The bytes follow the documented format (what the kernels read), not just any invertible one.
+    assert torch.equal(T.unpack_reference(packed, fmt.bits, fmt.span, k), codes)
+
+
+@pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
+def test_pack_rejects_codes_that_do_not_fit(layout):
+    fmt = layout.weight_format()
+    if fmt.bits == 8:
+        pytest.skip("every uint8 fits 8 bits")
+    codes = torch.zeros(2, 64, dtype=torch.uint8)
+    codes[1, 5] = 1 << fmt.bits
+    with pytest.raises(ValueError, match="does not fit"):
+        layout.pack(codes)
+
+
+def _weight_for(layout, n, k, dtype, dist, seed):
+    if dist == "random_codes":
+        return T.random_codes_weight(layout, n, k, dtype, seed)
+    return T.quantize_for_layout(T.make_weight((n, k), dtype, dist, seed), layout)
+
+
+@pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
+@given(n=st.integers(1, 48), groups=st.integers(1, 4), dtype=DTYPES,
+       dist=st.sampled_from(T.DISTRIBUTIONS + ("random_codes",)), seed=SEEDS)
+def test_dequantize_matches_formula(layout, n, groups, dtype, dist, seed):
+    k = (layout.group_size or 37) * groups
+    qw = _weight_for(layout, n, k, dtype, dist, seed)
+    exact = T.dequantize_reference(qw)  # (decode(code) - zero) * scale in float64
+    assert torch.isfinite(exact).all()
+    # float32 (as tqk computes it): code - zero, then * scale, two float32 roundings at most,
+    # each relative to |scale| * (|code| + |zero|) (the subtraction can cancel).
+    mag = T._magnitude_matrix(qw)
+    u32 = T.unit_roundoff(torch.float32)
+    got32 = layout.dequantize(qw.packed, qw.scales, qw.zeros, k, torch.float32)
+    assert got32.dtype == torch.float32 and got32.shape == (n, k)
+    assert bool(((got32.double() - exact).abs() <= 2 * u32 * mag).all())
+    # In the model dtype: one more rounding, u relative.
+    got = qw.dequantize()
+    assert got.dtype == dtype and got.shape == (n, k)
+    u = T.unit_roundoff(dtype)
+    tol = u * exact.abs() + 3 * u32 * mag + torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps
+    assert bool(((got.double() - exact).abs() <= tol).all())
+    assert torch.equal(qw.codes(), T.unpack_reference(qw.packed, layout.weight_format().bits,
+                                                      layout.weight_format().span, k))
+
+
+def _run_kernel(case, config):
+    qw, x = case.weight, case.x
+    n, k = qw.shape
+    out = launch_weight_only(x, qw.packed, qw.scales, qw.zeros, case.bias, qw.quant_layout.weight_format(), n, k,
+                             config)
+    assert out.shape == (x.shape[0], n) and out.dtype == x.dtype
+    T.assert_close_to_reference(out, T.reference_linear(x, qw, case.bias), x=x, weight=qw, bias=case.bias,
+                                msg=f"{case} {config}")
+
+
+@pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
+@KERNEL
+@given(data=st.data(), config=T.kernel_configs("gemv"))
+def test_gemv_kernel_matches_reference(layout, data, config):
+    case = data.draw(T.quantized_linear_cases(layout, max_m=4, max_n=200, max_k=300, device=DEVICE), label="case")
+    _run_kernel(case, config)
+
+
+@pytest.mark.parametrize("split_k", [1, 2, 3], ids=lambda s: f"split_k={s}")
+@pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
+@settings(max_examples=max(3, settings.default.max_examples // 2))
+@given(data=st.data(), config=T.kernel_configs("gemm"))
+def test_gemm_kernel_matches_reference(layout, split_k, data, config):
+    """block_m 64 and the schedule switches (drawn) pick the per-element or per-block scale paths."""
+    case = data.draw(T.quantized_linear_cases(layout, max_m=40, max_n=200, max_k=300, device=DEVICE), label="case")
+    _run_kernel(case, dataclasses.replace(config, split_k=split_k))
+
+
+@pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
+@settings(max_examples=max(4, settings.default.max_examples * 2 // 3))
+@given(data=st.data(), config=T.kernel_configs())
+def test_kernel_exact_on_exact_data(layout, data, config):
+    """Data on which float32 arithmetic is exact: the output must be the exact result rounded once
+    to the dtype, bit for bit (a tolerance would let one wrong code or a 1% scale error pass)."""
+    case = data.draw(T.exact_linear_cases(layout, max_m=4 if config.kernel == "gemv" else 40, max_n=200, max_k=300,
+                                          device=DEVICE), label="case")
+    qw, x = case.weight, case.x
+    n, k = qw.shape
+    out = launch_weight_only(x, qw.packed, qw.scales, qw.zeros, case.bias, qw.quant_layout.weight_format(), n, k,
+                             config)
+    T.assert_exact(out, T.reference_linear(x, qw, case.bias), msg=f"{case} {config}")
+
+
+@pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
+@pytest.mark.parametrize("config", [KernelConfig("gemv", 32), KernelConfig("gemm", 32, 16, 1),
+                                    KernelConfig("gemm", 16, 64, 3)], ids=["gemv", "gemm", "gemm-splitk3-bm64"])
+def test_ragged_tiles(layout, config):
+    """Tiles that divide neither M nor N, K not a multiple of the packed block, with bias."""
+    gen = torch.Generator().manual_seed(0)
+    k = 3 * layout.group_size if layout.group_size else 201
+    m, n = 17, 50
+    qw = T.quantize_for_layout(T.make_weight((n, k), torch.bfloat16, "outliers", 1, DEVICE), layout)
+    x = torch.randn(m, k, generator=gen).to(torch.bfloat16).to(DEVICE)
+    bias = torch.randn(n, generator=gen).to(torch.bfloat16).to(DEVICE)
+    case = T.LinearCase(x, qw, bias, "outliers")
+    _run_kernel(case, config)
+
+
+@pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
+@settings(max_examples=max(2, settings.default.max_examples // 3))
+@given(data=st.data(), batch=st.sampled_from([(), (2,), (2, 3)]))
+def test_linear_op_matches_reference(layout, data, batch):
+    """The public path: F.linear on the weight (tqk::weight_only_linear picks the kernel by M),
+    with leading batch dims."""
+    case = data.draw(T.quantized_linear_cases(layout, max_m=6, max_n=80, max_k=260, device=DEVICE), label="case")
+    x = case.x.expand(*batch, *case.x.shape)  # a non-contiguous view when batched
+    out = F.linear(x, case.weight, case.bias)
+    assert out.shape == (*batch, case.x.shape[0], case.weight.shape[0])
+    ref = T.reference_linear(x, case.weight, case.bias)
+    T.assert_close_to_reference(out, ref, x=x, weight=case.weight, bias=case.bias, msg=repr(case))

@@ -1,0 +1,162 @@
+"""Bad inputs raise a clear error (type and message) before any kernel runs, or are reported
+by quantize_; nothing crashes inside Triton or returns garbage."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import tqk
+from tqk import testing as T
+
+DT = torch.bfloat16
+DEV = T.default_device()  # CUDA when present; else CPU through the interpreter
+
+
+def qlinear(k=64, n=16, config=None, dtype=DT, bias=True):
+    lin = nn.Linear(k, n, bias=bias, dtype=dtype, device=DEV)
+    report = tqk.quantize_(lin, config or tqk.Int4WeightOnlyConfig(group_size=32))
+    assert report.quantized
+    return lin
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.int32, torch.int64, torch.uint8])
+def test_wrong_input_dtype(dtype):
+    lin = qlinear()
+    x = torch.ones(2, 64, dtype=dtype, device=DEV)
+    with pytest.raises(TypeError, match=r"takes bfloat16 or float16 input, got torch\."):
+        lin(x)
+
+
+def test_input_dtype_differs_from_weight_dtype():
+    lin = qlinear(dtype=DT)
+    with pytest.raises(TypeError, match="does not match the quantized weight's dtype torch.bfloat16"):
+        lin(torch.ones(2, 64, dtype=torch.float16, device=DEV))
+
+
+@pytest.mark.parametrize("shape", [(2, 63), (2, 65), (64, 2), (64,) * 0])
+def test_input_last_dim_must_be_in_features(shape):
+    lin = qlinear()
+    x = torch.ones(shape, dtype=DT, device=DEV) if shape else torch.tensor(1.0, dtype=DT, device=DEV)
+    with pytest.raises(ValueError, match="last dim must be in_features=64"):
+        lin(x)
+
+
+def test_input_must_be_a_tensor():
+    lin = qlinear()
+    with pytest.raises(TypeError, match="linear input must be a tensor"):
+        lin.weight.linear([[1.0] * 64])
+
+
+def test_group_size_not_dividing_k_is_skipped_with_reason():
+    model = nn.Sequential(nn.Linear(96, 128), nn.Linear(128, 8)).to(DT).to(DEV)
+    with pytest.warns(UserWarning, match="group_size=64 does not divide in_features=96"):
+        report = tqk.quantize_(model, tqk.Int4WeightOnlyConfig(group_size=64))
+    assert report.skipped == {"0": "group_size=64 does not divide in_features=96"}
+    assert list(report.quantized) == ["1"]
+    assert type(model[0].weight) is nn.Parameter  # left in float, and still works
+    assert model(torch.ones(2, 96, dtype=DT, device=DEV)).shape == (2, 8)
+
+
+@pytest.mark.parametrize("make,phrase", [
+    (lambda: tqk.Int4WeightOnlyConfig(group_size=48), "group_size=48 is not supported"),
+    (lambda: tqk.Int4WeightOnlyConfig(group_size=16), "group_size=16 is not supported"),
+    (lambda: tqk.Int4WeightOnlyConfig(group_size=0), "group_size=0 is not supported"),
+    (lambda: tqk.Int8WeightOnlyConfig(group_size=24), "multiples of 16"),
+    (lambda: tqk.Int8WeightOnlyConfig(granularity=tqk.PerGroup(0)), "multiples of 16"),
+    (lambda: tqk.Float8WeightOnlyConfig(granularity=tqk.PerGroup(40)), "multiples of 16"),
+    (lambda: tqk.Float8WeightOnlyConfig(granularity=tqk.PerBlock((128, 128))), "not supported"),
+    (lambda: tqk.Int8WeightOnlyConfig(granularity=tqk.PerAxis(1)), "not supported"),
+], ids=["int4-48", "int4-16", "int4-0", "int8-24", "int8-pergroup0", "fp8-40", "fp8-perblock", "int8-peraxis"])
+def test_unsupported_group_size_fails_at_config_construction(make, phrase):
+    with pytest.raises(ValueError, match=phrase):
+        make()
+
+
+def test_unsupported_float8_dtype():
+    with pytest.raises(TypeError, match="weight_dtype must be one of"):
+        tqk.Float8WeightOnlyConfig(weight_dtype=torch.int8)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("config", [tqk.Int4WeightOnlyConfig(group_size=32), tqk.Int8WeightOnlyConfig(),
+                                    tqk.Float8WeightOnlyConfig()], ids=["int4", "int8", "fp8"])
+def test_non_finite_weights_are_skipped_and_reported(bad, config):
+    model = nn.Sequential(nn.Linear(64, 8), nn.Linear(64, 8)).to(DT)
+    with torch.no_grad():
+        model[1].weight[3, 17] = bad
+    with pytest.warns(UserWarning, match="NaN or Inf"):
+        report = tqk.quantize_(model, config)
+    assert report.skipped == {"1": "weight has NaN or Inf values"} and list(report.quantized) == ["0"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_weight_with_cpu_input():
+    """(Also the wrong-device bias case: a CPU bias with CUDA input is refused.)"""
+    lin = nn.Linear(64, 16, dtype=DT, device="cuda")
+    tqk.quantize_(lin, tqk.Int8WeightOnlyConfig())
+    with pytest.raises(ValueError, match="input is on cpu but the quantized weight is on cuda"):
+        lin(torch.ones(2, 64, dtype=DT))
+    with pytest.raises(ValueError, match="bias must be"):
+        F.linear(torch.ones(2, 64, dtype=DT, device="cuda"), lin.weight, torch.zeros(16, dtype=DT))
+
+
+def test_config_applied_twice():
+    lin = qlinear()
+    with pytest.raises(ValueError, match="already quantized by tqk: a config cannot be applied twice"):
+        tqk.quantize_(lin, tqk.Int8WeightOnlyConfig())
+    with pytest.raises(ValueError, match="applied twice"):
+        tqk.quantize_weight(lin.weight, tqk.Int4WeightOnlyConfig())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_full_precision_model_is_skipped_with_reason(dtype):
+    model = nn.Sequential(nn.Linear(64, 8)).to(dtype)
+    with pytest.warns(UserWarning, match="left 1 layer"):
+        report = tqk.quantize_(model, tqk.Int8WeightOnlyConfig())
+    reason = report.skipped["0"]
+    assert str(dtype) in reason and "model.to(torch.bfloat16)" in reason
+    assert report.quantized == {}
+
+
+def test_not_a_config():
+    with pytest.raises(TypeError, match="is not a tqk config"):
+        tqk.quantize_weight(torch.ones(8, 64, dtype=DT), object())
+
+
+def test_weight_not_2d_is_reported():
+    with pytest.raises(tqk.CannotQuantize, match="must be 2-D"):
+        tqk.quantize_weight(torch.ones(2, 8, 64, dtype=DT), tqk.Int8WeightOnlyConfig())
+
+
+@pytest.mark.parametrize("bias", [torch.zeros(17, dtype=DT), torch.zeros(1, 16, dtype=DT),
+                                  torch.zeros(16, dtype=torch.float16), torch.zeros(16, dtype=torch.float32)],
+                         ids=["17", "1x16", "fp16", "fp32"])
+def test_wrong_bias(bias):
+    lin = qlinear(bias=False)
+    bias = bias.to(DEV)
+    x = torch.ones(2, 64, dtype=DT, device=DEV)
+    with pytest.raises(ValueError, match=r"bias must be a torch.bfloat16 tensor of shape \(16,\)"):
+        F.linear(x, lin.weight, bias)
+    lin.bias = nn.Parameter(bias, requires_grad=False)
+    with pytest.raises(ValueError, match="bias must be"):
+        lin(x)
+
+
+def test_changing_dtype_of_quantized_weight():
+    lin = qlinear()
+    with pytest.raises(TypeError, match="cannot change dtype"):
+        lin.weight.to(torch.float16)
+
+
+def test_valid_edge_inputs_do_not_return_garbage():
+    """The inputs next to the invalid ones work: M = 0, non-contiguous x, a 3-D batch."""
+    lin = qlinear(k=64, n=16)
+    assert lin(torch.ones(0, 64, dtype=DT, device=DEV)).shape == (0, 16)
+    x = torch.randn(64, 6, dtype=DT, device=DEV).t()  # stride(-1) != 1
+    T.assert_close_to_reference(lin(x), T.reference_linear(x, lin.weight, lin.bias), x=x, weight=lin.weight,
+                                bias=lin.bias)
+    x3 = torch.randn(2, 3, 64, dtype=DT, device=DEV)
+    T.assert_close_to_reference(lin(x3), T.reference_linear(x3, lin.weight, lin.bias), x=x3, weight=lin.weight,
+                                bias=lin.bias)
