@@ -280,7 +280,8 @@ def test_integer_quantization_error_is_at_most_half_a_step(config, dtype, data):
     group_of = torch.arange(k) // (fmt.group_size or k)
     s = qw.scales.double().t()[:, group_of]
     z = qw.zeros.double().t()[:, group_of] if fmt.zero_mode == "tensor" else float(fmt.zero_offset)
-    assert torch.equal(qw.zeros, qw.zeros.round()) if fmt.zero_mode == "tensor" else True  # integer zeros
+    if fmt.zero_mode == "tensor":  # float zero points, kept inside the code range
+        assert bool(((qw.zeros >= 0) & (qw.zeros <= (1 << fmt.bits) - 1)).all())
     err = (w.double() - (codes - z) * s).abs()
     clamped = (codes == 0) | (codes == (1 << fmt.bits) - 1)
     # w * (1 / s) is computed in float32: allow its rounding (relative 2**-23 of |w / s| <= 2**bits).
@@ -288,7 +289,10 @@ def test_integer_quantization_error_is_at_most_half_a_step(config, dtype, data):
     assert bool((err <= bound)[~clamped].all()), float((err / bound)[~clamped].max())
     # Clamped codes: the min/max range puts every weight within one step of the range, up to
     # the rounding of the stored scale to the dtype (relative 2**-8 per code step).
-    bound_clamped = s * (0.5 + (1 << fmt.bits) * 2**-7)
+    # The int4 path (zero_mode "tensor") may clip a group's range by up to 20% (shrink 0.8):
+    # a clamped weight then lies up to (levels - 1) / 2 * (1 / 0.8 - 1) steps past the range.
+    clip = ((1 << fmt.bits) - 1) / 2 * (1 / 0.8 - 1) if fmt.zero_mode == "tensor" else 0.0
+    bound_clamped = s * (0.5 + clip + (1 << fmt.bits) * 2**-7)
     assert bool((err <= bound_clamped)[clamped].all())
 
 
@@ -367,11 +371,7 @@ def test_config_quality_on_normal_weights(name, dtype):
 
 
 @pytest.mark.parametrize("name,dtype", [
-    pytest.param(name, dtype, id=f"{name}-{str(dtype)[6:]}", marks=[pytest.mark.xfail(
-        strict=True, raises=tqk.CannotQuantize,
-        reason="tqk bug: the fp8 scale amax/fp8_max of an all-zero row (eps 1e-12) underflows float16")]
-        if dtype == torch.float16 and isinstance(config, tqk.Float8WeightOnlyConfig)
-        and not isinstance(config.granularity, tqk.PerTensor) else [])
+    pytest.param(name, dtype, id=f"{name}-{str(dtype)[6:]}")
     for name, config in VARIANTS.items() for dtype in (torch.bfloat16, torch.float16)])
 def test_all_zero_row_is_quantized(name, dtype):
     """A zero row (pruned unit) is a valid weight: it must quantize and give exactly bias."""

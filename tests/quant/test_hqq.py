@@ -46,14 +46,15 @@ def test_conversion_from_hqq_convention(monkeypatch):
     w = torch.randn(N, K)
     q, scale, zero = choose_qparams_hqq(w, 4, gs)
 
-    # what hqq was given: float32 groups along K, axis=1, on CPU, min-max start
+    # what hqq was given: float32 groups along K, axis=1, on CPU
     assert seen["tensor"].dtype == torch.float32 and seen["tensor"].shape == (N * K // gs, gs)
     assert torch.equal(seen["tensor"], w.reshape(-1, gs))
     assert seen["axis"] == 1 and seen["device"] == "cpu" and seen["min_max"] == [0, 15]
-    g = w.reshape(-1, gs)
-    inv = 15 / (g.amax(1, keepdim=True) - g.amin(1, keepdim=True))
-    torch.testing.assert_close(seen["scale"], inv)
-    assert torch.equal(seen["zero"], torch.round(-g.amin(1, keepdim=True) * seen["scale"]))
+    # ... starting from the plain int4 path's parameters (clipped min-max), as an inverse scale
+    from tqk.quant.affine import choose_qparams_affine_clipped
+    init_scale, init_zero = choose_qparams_affine_clipped(w.reshape(-1, gs), (1, gs), torch.uint4)
+    torch.testing.assert_close(seen["scale"], 1.0 / init_scale.reshape(-1, 1))
+    assert torch.equal(seen["zero"], init_zero.reshape(-1, 1))
 
     # what we return
     assert q.shape == (N, K) and q.dtype == torch.uint8

@@ -8,6 +8,7 @@ import torch
 from ..layouts import AffineLayout, Float8Layout
 from ..quant import (FLOAT8_DTYPES, Granularity, MappingType, PerGroup, PerRow, PerTensor, choose_qparams_affine,
                      choose_scale_float8, quantize_affine, quantize_float8)
+from ..quant.affine import choose_qparams_affine_clipped
 from ..tensor import QuantizedLinearWeight
 from .base import CannotQuantize, QuantConfig, check_group_size, register_handler
 
@@ -70,9 +71,11 @@ def _int4(weight: torch.Tensor, config: Int4WeightOnlyConfig) -> QuantizedLinear
         codes, scale, zero = choose_qparams_hqq(weight, nbits=4, group_size=config.group_size)
         zero = zero.to(weight.dtype)
     else:
+        # Each group's own range (0.0 need not be exact, as in torchao's int4), float zero point,
+        # the range clipped where that lowers the group's error; codes are chosen with the scale
+        # and zero point as stored (rounded to the dtype).
         block = (1, config.group_size)
-        scale, zero = choose_qparams_affine(weight, MappingType.ASYMMETRIC, block, torch.uint4, eps=1e-6,
-                                            scale_dtype=weight.dtype, zero_point_dtype=weight.dtype)
+        scale, zero = choose_qparams_affine_clipped(weight, block, torch.uint4, scale_dtype=weight.dtype)
         codes = quantize_affine(weight, block, scale, zero, torch.uint4)
     layout = AffineLayout(group_size=config.group_size, nbits=4)
     # qparams come back [N, K // group] (or [N] when one group spans K); the kernels want [groups, N]
@@ -126,10 +129,12 @@ def _float8(weight: torch.Tensor, config: Float8WeightOnlyConfig) -> QuantizedLi
     n, k = weight.shape
     group = _group_of(config.granularity, k)
     block = _block_size(group, weight, config.granularity)
-    scale = choose_scale_float8(weight, block, config.weight_dtype).to(weight.dtype)
+    # clamp to the dtype's smallest normal: an all-zero row's scale must not underflow to 0 in fp16
+    scale = choose_scale_float8(weight, block, config.weight_dtype).clamp_min(torch.finfo(weight.dtype).tiny)
+    scale = scale.to(weight.dtype)
     codes = quantize_float8(weight, block, scale, config.weight_dtype).view(torch.uint8)
     layout = Float8Layout(group_size=group, float8_dtype=config.weight_dtype)
-    if not bool(torch.isfinite(scale).all()) or bool((scale == 0).any()):
+    if not bool(torch.isfinite(scale).all()):
         raise CannotQuantize(f"a scale does not fit {weight.dtype} (weight magnitudes out of range)")
     return QuantizedLinearWeight(layout.pack(codes), _per_row_layout(scale, weight, config.granularity), None,
                                  layout, (n, k), weight.dtype)

@@ -83,8 +83,14 @@ def choose_qparams_affine(
     eps: float | None = None,
     scale_dtype: torch.dtype | None = None,
     zero_point_dtype: torch.dtype | None = torch.int32,
+    preserve_zero: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale and zero point for each block of `input` (torchao's choose_qparams_affine)."""
+    """Scale and zero point for each block of `input` (torchao's choose_qparams_affine).
+
+    ASYMMETRIC with preserve_zero=False (torchao's choice for int4 weights) fits the block's own
+    [min, max] without stretching it to contain 0.0 and returns a float zero point
+    (-min / scale + quant_min, not rounded), so 0.0 need not be exactly representable; pass a
+    floating zero_point_dtype then."""
     if not input.dtype.is_floating_point:
         raise TypeError(f"choose_qparams_affine needs a floating-point input, got {input.dtype}")
     quant_min, quant_max = _quant_range(target_dtype, quant_min, quant_max)
@@ -109,6 +115,11 @@ def choose_qparams_affine(
             scale = torch.where(smin > smax, smin, smax)
         scale = torch.clamp(scale, min=eps)
         zero_point = torch.full_like(scale, int((quant_max + quant_min + 1) / 2))
+    elif mapping_type == MappingType.ASYMMETRIC and not preserve_zero:
+        scale = torch.clamp((max_val - min_val) / (quant_max - quant_min), min=eps)
+        zero_point = quant_min - min_val / scale
+        if zero_point_dtype is None or not zero_point_dtype.is_floating_point:
+            raise TypeError("preserve_zero=False gives a fractional zero point: pass a floating zero_point_dtype")
     elif mapping_type == MappingType.ASYMMETRIC:
         scale = torch.clamp((max_pos - min_neg) / (quant_max - quant_min), min=eps)
         zero_point = torch.clamp(quant_min - torch.round(min_neg / scale), quant_min, quant_max)
@@ -126,7 +137,8 @@ def quantize_affine(
     quant_min: int | None = None,
     quant_max: int | None = None,
 ) -> torch.Tensor:
-    """q = clamp(round(input / scale) + zero_point, quant_min, quant_max), in `output_dtype`.
+    """q = clamp(round(input / scale) + zero_point, quant_min, quant_max), in `output_dtype`;
+    with a floating zero point (preserve_zero=False, HQQ) q = clamp(round(input / scale + zero_point)).
 
     Sub-byte dtypes (torch.uint4, ...) are returned in their storage dtype (uint8 / int8).
     Like torchao (and torch's quantized_decomposed ops) it multiplies by 1 / scale rather than
@@ -137,9 +149,13 @@ def quantize_affine(
     view, reduce_dims = _blocked_shape(block_size, input.shape)
     x = input.reshape(view).float()
     s = _broadcastable(scale, view, reduce_dims).float()
-    q = torch.round(x * (1.0 / s))
-    if zero_point is not None:
-        q = q + _broadcastable(zero_point, view, reduce_dims).float()
+    q = x * (1.0 / s)
+    if zero_point is not None and zero_point.dtype.is_floating_point:
+        q = torch.round(q + _broadcastable(zero_point, view, reduce_dims).float())
+    elif zero_point is not None:
+        q = torch.round(q) + _broadcastable(zero_point, view, reduce_dims).float()
+    else:
+        q = torch.round(q)
     q = torch.clamp(q, quant_min, quant_max).reshape(input.shape)
     return q.to(_storage_dtype(output_dtype))
 
@@ -170,3 +186,41 @@ def _storage_dtype(dtype: torch.dtype) -> torch.dtype:
     if dtype in _SUB_BYTE:
         return torch.uint8 if _SUB_BYTE[dtype][0] == 0 else torch.int8
     return dtype
+
+
+def choose_qparams_affine_clipped(
+    input: torch.Tensor,
+    block_size: tuple[int, ...],
+    target_dtype: torch.dtype,
+    shrinks: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8),
+    eps: float = 1e-6,
+    scale_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ASYMMETRIC qparams with a float zero point, per block the best of a few clipped ranges.
+
+    Each block's range [min(min, 0), max(max, 0)] is shrunk about its middle by every factor in
+    `shrinks`; the block keeps the (scale, zero point) with the lowest squared error after
+    quantizing with the values as stored in `scale_dtype` (the input's dtype by default).
+    Keeping 0.0 inside the range bounds the zero point to [quant_min, quant_max], so storing it
+    in bf16/fp16 costs at most quant_max * 2**-9 of a step. shrinks=(1.0,) is min/max."""
+    quant_min, quant_max = _quant_range(target_dtype, None, None)
+    scale_dtype = input.dtype if scale_dtype is None else scale_dtype
+    view, reduce_dims = _blocked_shape(block_size, input.shape)
+    x = input.reshape(view).float()
+    lo = torch.clamp(torch.amin(x, dim=reduce_dims) if reduce_dims else x, max=0.0)
+    hi = torch.clamp(torch.amax(x, dim=reduce_dims) if reduce_dims else x, min=0.0)
+    mid, half = (hi + lo) / 2, (hi - lo) / 2
+    best = None
+    for shrink in shrinks:
+        scale = torch.clamp(2 * half * shrink / (quant_max - quant_min), min=eps).to(scale_dtype)
+        zero = torch.clamp(quant_min - (mid - half * shrink) / scale.float(), quant_min, quant_max).to(scale_dtype)
+        q = quantize_affine(input, block_size, scale, zero, target_dtype)
+        err = (dequantize_affine(q, block_size, scale, zero) - input.float()).reshape(view).pow(2)
+        err = err.sum(dim=reduce_dims) if reduce_dims else err
+        if best is None:
+            best = [err, scale, zero]
+        else:
+            better = err < best[0]
+            best = [torch.where(better, err, best[0]), torch.where(better, scale, best[1]),
+                    torch.where(better, zero, best[2])]
+    return best[1], best[2]

@@ -73,8 +73,13 @@ def choose_qparams_hqq(
     #  - |w| * inv_scale, and so |zero|, stays finite in weight.dtype for near-constant groups.
     zero_cap = min(2.0**20, finfo.max / 4)
     inv_cap = torch.clamp(zero_cap / amax.clamp(min=1e-30), max=1.0 / finfo.smallest_normal)
-    inv_scale = torch.minimum(max_q / (w_max - w_min), inv_cap)
-    zero = torch.round(-w_min * inv_scale)  # torchao rounds the starting zero point (AWQ-style)
+    # Start from the clipped min-max fit (the plain int4 path's parameters), so HQQ refines the
+    # same starting point that use_hqq=False returns.
+    from .affine import choose_qparams_affine_clipped
+
+    init_scale, init_zero = choose_qparams_affine_clipped(W, (1, group_size), _uint_dtype(nbits))
+    inv_scale = torch.minimum(1.0 / init_scale.reshape(-1, 1), inv_cap)
+    zero = init_zero.reshape(-1, 1)
     # Constant groups (all-zero ones included) are stored exactly: c = (q - zero) * scale with
     # scale = |c| (1 for c == 0), zero = 1 if c < 0 else 0, so q is 1 or 0.
     constant = w_max == w_min
@@ -96,3 +101,7 @@ def choose_qparams_hqq(
     q = q.clamp_(0, max_q).to(torch.uint8).reshape(N, K)
     dev = weight.device
     return q.to(dev), scale.to(dev), zero.to(dev)
+
+
+def _uint_dtype(nbits: int) -> torch.dtype:
+    return torch.uint8 if nbits == 8 else getattr(torch, f"uint{nbits}")
