@@ -34,7 +34,9 @@ def candidates(m: int) -> list[KernelConfig]:
         return [KernelConfig("gemv", block_n=bn, num_warps=w, num_stages=s)
                 for bn, w in ((8, 1), (16, 1), (32, 1), (32, 2), (64, 2), (64, 4), (128, 4), (128, 8)) for s in (2,)] + \
                [KernelConfig("gemm", block_n=bn, block_m=16, split_k=sk, num_warps=4, num_stages=3, one_dot=od)
-                for bn in (32, 64) for sk in (1, 2, 4) for od in (False, True)]
+                for bn in (32, 64) for sk in (1, 2, 4) for od in (False, True)] + \
+               [KernelConfig("gemm", block_n=16, block_m=16, num_warps=w, num_stages=st, one_dot=od)
+                for w in (1, 2) for st in (3, 5) for od in (False, True)]  # thin tiles, no split-K kernels
     if m <= 64:
         bm = max(16, 1 << (m - 1).bit_length())
         return [KernelConfig("gemm", block_n=bn, block_m=bm, split_k=sk, num_warps=4, num_stages=3, one_dot=od)
