@@ -2,12 +2,14 @@
 
     pytest -m gpu tests/gpu                                  # ~minutes on an H100
     TQK_HYPOTHESIS_PROFILE=gpu pytest -m gpu tests/gpu       # many more examples
+    TQK_GPU_EXAMPLES=5 pytest -m gpu tests/gpu               # a quick pass
 
 Every test is marked `gpu` (deselected by default: addopts has -m 'not gpu') and skipped
 without CUDA. The rest of the suite is device-agnostic and also runs on CUDA when present.
 """
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -28,7 +30,8 @@ EXAMPLES = T.all_layout_examples()
 IDS = [repr(ex) for ex in EXAMPLES]
 # Each new tile / dtype / bias combination compiles a kernel (~1 s): a moderate example count
 # and a small config space keep this file at minutes; TQK_HYPOTHESIS_PROFILE=gpu raises it.
-MANY = settings(max_examples=max(15, settings.default.max_examples), deadline=None)
+MANY = settings(max_examples=int(os.environ.get("TQK_GPU_EXAMPLES", max(15, settings.default.max_examples))),
+                deadline=None)  # TQK_GPU_EXAMPLES=5: a quick pass
 CONFIGS = {"int4-g128": tqk.Int4WeightOnlyConfig(group_size=128), "int4-g32": tqk.Int4WeightOnlyConfig(group_size=32),
            "int8-row": tqk.Int8WeightOnlyConfig(), "fp8-row": tqk.Float8WeightOnlyConfig()}
 

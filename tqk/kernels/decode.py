@@ -25,6 +25,36 @@ def unpack_planes(words, BITS: tl.constexpr, PER_WORD: tl.constexpr):
 
 
 @triton.jit
+def mask_or(x, MASK: tl.constexpr, BITS: tl.constexpr, PTX: tl.constexpr):
+    """(x & MASK) | BITS. ptxas emits this as two LOP3s; PTX=True makes it one lop3.b32
+    (inline PTX: NVIDIA GPUs only, never under the interpreter)."""
+    if PTX:
+        return tl.inline_asm_elementwise(
+            "lop3.b32 $0, $1, $2, $3, 0xEA;", "=r,r,r,r",  # 0xEA: (a & b) | c
+            [x, tl.full(x.shape, MASK, tl.int32), tl.full(x.shape, BITS, tl.int32)],
+            dtype=tl.int32, is_pure=True, pack=1)
+    return (x & MASK) | BITS
+
+
+@triton.jit
+def decode_plane(words, j: tl.constexpr, BITS: tl.constexpr, ELEMENT: tl.constexpr, PTX: tl.constexpr):
+    """Plane j of a tile of packed words, decoded to float32 values (before scale and zero).
+
+    For "uint" the code is masked where it lies and OR-ed into the mantissa of 2**(23 - pos),
+    whose mantissa unit is 2**-pos at that bit position: the float is 2**(23 - pos) + code with
+    no shift per code (planes above bit 23 are read from words >> 16, one shift per word that
+    every high plane shares). One LOP3 and one FADD per code instead of shift, mask, or, FADD."""
+    if ELEMENT == "uint":
+        OFF: tl.constexpr = j * BITS
+        HIGH: tl.constexpr = OFF + BITS > 23
+        POS: tl.constexpr = OFF - 16 if HIGH else OFF
+        src = (words >> 16) if HIGH else words
+        bits = mask_or(src, ((1 << BITS) - 1) << POS, (150 - POS) << 23, PTX)
+        return bits.to(tl.float32, bitcast=True) - (1 << (23 - POS))
+    return decode_codes(unpack_plane(words, j, BITS), ELEMENT)
+
+
+@triton.jit
 def decode_codes(codes, ELEMENT: tl.constexpr):
     """int32 codes -> float32 element values, before scale and zero point.
 

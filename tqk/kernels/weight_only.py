@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .decode import decode_codes, unpack_plane, unpack_planes
+from .decode import decode_codes, decode_plane, unpack_plane, unpack_planes
 
 
 @dataclass(frozen=True)
@@ -73,19 +73,20 @@ def _zero_of(zero_ptr, offs, mask, ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.cons
 @triton.jit
 def _gemv_block(acc, x_total, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
                 BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
-                ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr):
+                ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
+                EVEN_K: tl.constexpr, PTX: tl.constexpr):
     """Add one packed block (PER_WORD planes of SPAN codes per row, starting at k0) to acc."""
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
     PER_BLOCK: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K == 0)
     PER_PLANE: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K != 0)
     span = tl.arange(0, SPAN)
-    if PER_BLOCK:
-        blk = tl.zeros(acc.shape, dtype=tl.float32)
-        x_blk = tl.zeros([SPAN], dtype=tl.float32)
     for j in tl.static_range(PER_WORD):
         kk = k0 + j * SPAN + span
-        xj = tl.load(x_row + kk, mask=kk < K, other=0.0, eviction_policy="evict_last").to(tl.float32)
-        vals = decode_codes(unpack_plane(words, j, BITS), ELEMENT)
+        if EVEN_K:  # K is a multiple of two blocks (one trip): no mask, so the x loads vectorize
+            xj = tl.load(x_row + kk, eviction_policy="evict_last").to(tl.float32)
+        else:
+            xj = tl.load(x_row + kk, mask=kk < K, other=0.0, eviction_policy="evict_last").to(tl.float32)
+        vals = decode_plane(words, j, BITS, ELEMENT, PTX)
         if PER_PLANE:  # this plane's own group: w = vals * s - z * s, one FMA
             offs = ((k0 + j * SPAN) // GROUP_SIZE) * N + rn
             ok = mask_n & (k0 + j * SPAN < K)
@@ -93,17 +94,21 @@ def _gemv_block(acc, x_total, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n,
             zs = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET) * scale
             acc += (vals * scale[:, None] - zs[:, None]) * xj[None, :]
         elif PER_BLOCK:
-            blk += vals * xj[None, :]
-            x_blk += xj
+            if j == 0:  # start the block's sums from its first plane: no zero-fill
+                blk = vals * xj[None, :]
+                x_blk = xj
+            else:
+                blk += vals * xj[None, :]
+                x_blk += xj
         else:
             acc += vals * xj[None, :]
             x_total += xj
-    if PER_BLOCK:  # sum((q - z) * s * x) = s * (sum(q * x) - z * sum(x)) over the block
+    if PER_BLOCK:  # sum((q - z) * s * x) = s * sum(q * x) - (z * s) * sum(x) over the block
         offs = (k0 // GROUP_SIZE) * N + rn
         ok = mask_n & (k0 < K)
         scale = tl.load(scale_ptr + offs, mask=ok, other=0.0).to(tl.float32)
-        zero = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET)
-        acc += (blk - zero[:, None] * x_blk[None, :]) * scale[:, None]
+        zs = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET) * scale
+        acc += blk * scale[:, None] - zs[:, None] * x_blk[None, :]
     return acc, x_total
 
 
@@ -113,7 +118,7 @@ def weight_only_gemv_kernel(
     N, K, words_per_row, n_groups, stride_xm, stride_om,
     BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
     ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
-    HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_K: tl.constexpr, PTX: tl.constexpr,
 ):
     # Everything stays in the [BLOCK_N, SPAN] layout of the packed-word tile: each plane is
     # multiplied into a 2-D accumulator, and the only cross-thread reduction is the last one.
@@ -138,9 +143,10 @@ def weight_only_gemv_kernel(
         next_a = tl.load(w_ptrs, mask=k0 + 2 * BLOCK_K < k_padded, other=0, eviction_policy="evict_first")
         next_b = tl.load(w_ptrs + SPAN, mask=k0 + 3 * BLOCK_K < k_padded, other=0, eviction_policy="evict_first")
         acc, x_total = _gemv_block(acc, x_total, words_a, k0, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
-                                   BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE)
+                                   BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE, EVEN_K, PTX)
         acc, x_total = _gemv_block(acc, x_total, words_b, k0 + BLOCK_K, x_row, scale_ptr, zero_ptr, rn, mask_n,
-                                   N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE)
+                                   N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE, EVEN_K,
+                                   PTX)
         words_a = next_a
         words_b = next_b
 
@@ -182,7 +188,7 @@ def weight_only_gemm_kernel(
     ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
     SPLIT_K: tl.constexpr, GROUP_N: tl.constexpr, ONE_DOT: tl.constexpr, BLOCK_SCALE: tl.constexpr,
-    DOT_F32: tl.constexpr,
+    DOT_F32: tl.constexpr, PTX: tl.constexpr,
 ):
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
     # Where the group scale is applied: per row (GROUP_SIZE == 0) in the epilogue; when a whole
@@ -235,7 +241,7 @@ def weight_only_gemm_kernel(
             for j in tl.static_range(PER_WORD):
                 kk = k0 + j * SPAN
                 xt = tl.load(x_ptrs + kk, mask=(kk + span < K)[:, None], other=0.0)
-                vals = decode_codes(unpack_plane(words, j, BITS), ELEMENT)
+                vals = decode_plane(words, j, BITS, ELEMENT, PTX)
                 if PER_ELEMENT:
                     offs_j = (kk // GROUP_SIZE) * N + rn_c
                     scale = tl.load(scale_ptr + offs_j, mask=mask_n & (kk < K), other=0.0).to(tl.float32)
@@ -267,6 +273,11 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def ptx_ok(device: torch.device) -> bool:
+    """Inline PTX is for compiled kernels on NVIDIA GPUs (not the interpreter, not ROCm)."""
+    return device.type == "cuda" and torch.version.cuda is not None and not interpreting()
+
+
 def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: int, k: int, config) -> torch.Tensor:
     """Launch the kernel that `config` names. Inputs are checked by the caller (tqk.ops)."""
     m = x2d.shape[0]
@@ -280,6 +291,7 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         weight_only_gemv_kernel[grid](
             x2d, packed, scales, zeros, bias_arg, out, n, k, words_per_row, n_groups,
             x2d.stride(0), out.stride(0), HAS_BIAS=bias is not None, BLOCK_N=config.block_n,
+            EVEN_K=k % (2 * fmt.block_k) == 0 and words_per_row * fmt.per_word == k, PTX=ptx_ok(x2d.device),
             num_warps=config.num_warps, num_stages=config.num_stages, **consts,
         )
         return out
@@ -292,7 +304,7 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         x2d.stride(0), out.stride(0), HAS_BIAS=bias is not None, BLOCK_N=config.block_n,
         BLOCK_M=config.block_m, SPLIT_K=split_k, GROUP_N=config.group_n,
         ONE_DOT=config.one_dot or fmt.span < 16,  # a plane narrower than 16 is too thin for a dot
-        BLOCK_SCALE=config.block_scale, DOT_F32=interpreting(),
+        BLOCK_SCALE=config.block_scale, DOT_F32=interpreting(), PTX=ptx_ok(x2d.device),
         num_warps=config.num_warps, num_stages=config.num_stages, **consts,
     )
     return out if split_k == 1 else out.to(x2d.dtype)
