@@ -45,11 +45,19 @@ def test_missing_package_skips_cleanly():
 
 
 def test_gpu_only_peers_skip_on_cpu():
-    chosen, skipped = M.select_methods(None, CPU, log=lambda s: None)
+    chosen, skipped = M.select_methods(None, CPU, log=lambda s: None, include_all=True)
     reasons = dict(skipped)
     for name in ("gemlite-A16W4", "gemlite-A8W8_FP8", "torchao-int4wo", "torchao-fp8dq"):
         assert name in reasons and reasons[name]
     assert "bf16" in [m.name for m in chosen]
+
+
+def test_default_methods_leave_the_slow_compilers_to_full():
+    """The default sweep must fit 10 minutes: the peers that compile or autotune for minutes per
+    shape are only in --full."""
+    defaults = {n for n, m in M.REGISTRY.items() if m.default}
+    assert {"bf16", "tqk-int4", "tqk-int8", "tqk-fp8", "torch-tinygemm-int4", "gemlite-A16W4"} <= defaults
+    assert not {"torch-int_mm-int8", "gemlite-A8W8_FP8", "gemlite-A8W8_INT8"} & defaults
 
 
 def test_tensor_bytes():

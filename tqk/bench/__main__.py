@@ -12,8 +12,9 @@ Kernel sweep (GPU, about 5-9 minutes on an H100 with the defaults)
     python -m tqk.bench kernels --out bench_out/kernels
 
 Defaults: Llama-3-8B qkv, o, gate_up, down, lm_head; M = 1, 16, 256, 4096; every available
-method but tqk-int4-hqq and three of gemlite's five variants (`--list-methods`); a 540 s
-time budget after which points are skipped.
+method but tqk-int4-hqq, torch-int_mm-int8 (inductor compiles its activation quantization for
+minutes per shape) and four of gemlite's five variants (each autotunes 30-60 s per shape;
+`--list-methods`); a 540 s time budget after which points are skipped.
 `--full` sweeps Llama-3-8B and -70B, M = 1, 2, 4, ..., 4096 and every method with no budget
 (tens of minutes). `--models 70b`, `--layers o,down`, `--m 1,16`, `--methods bf16,tqk-int4` narrow it.
 

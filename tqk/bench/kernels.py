@@ -138,7 +138,7 @@ def add_args(p: argparse.ArgumentParser):
     p.add_argument("--layers", default=",".join(shapes_mod.LAYER_NAMES), help="comma list of qkv,o,gate_up,down,lm_head")
     p.add_argument("--shape", action="append", default=[], metavar="[NAME=]NxK",
                    help="custom shape instead of the llama ones (repeatable), e.g. --shape 64x64")
-    p.add_argument("--m", default=None, help="comma list of M; default 1,4,16,64,256,1024,4096; --full: 1,2,4,...,4096")
+    p.add_argument("--m", default=None, help="comma list of M; default 1,16,256,4096; --full: 1,2,4,...,4096")
     p.add_argument("--full", action="store_true", help="8B and 70B shapes, every power of two M, every method")
     p.add_argument("--methods", default=None, help="comma list of method names (see --list-methods)")
     p.add_argument("--list-methods", action="store_true")

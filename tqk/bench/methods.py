@@ -397,17 +397,18 @@ def _build_registry() -> dict[str, Method]:
         Method("torch-scaled_mm-fp8", "peer", _scaled_mm,
                check=lambda d: _need_sm(d, 8, 9) if torch.device(d).type == "cuda" else None,
                description="fp8 rowwise act+weight, torch._scaled_mm", dynamic_act=True),
+        # inductor compiles its activation quantization for up to 2.5 min per shape: --full only
         Method("torch-int_mm-int8", "peer", _int_mm, description="int8 rowwise act+weight, torch._int_mm",
-               dynamic_act=True),
+               dynamic_act=True, default=False),
     ]
     for kind, dyn in (("A16W4", False), ("A16W8_INT8", False), ("A16W8_FP8", False),
                       ("A8W8_INT8", True), ("A8W8_FP8", True)):
         check = _gemlite_check
         if kind.endswith("FP8"):
             check = (lambda d: _gemlite_check(d) or _need_sm(d, 8, 9))
-        # gemlite autotunes for ~1 min per variant and shape: two variants by default, all with --full
+        # gemlite autotunes for 30-60 s per variant and shape: A16W4 by default, all with --full
         ms.append(Method(f"gemlite-{kind}", "peer", _gemlite_factory(kind), check,
-                         f"gemlite {kind}", dynamic_act=dyn, default=kind in ("A16W4", "A8W8_FP8")))
+                         f"gemlite {kind}", dynamic_act=dyn, default=kind == "A16W4"))
     for kind, desc, dyn in (("int8wo", "Int8WeightOnlyConfig", False),
                             ("int4wo", "Int4WeightOnlyConfig tile_packed_to_4d, group 128", False),
                             ("fp8dq", "Float8DynamicActivationFloat8WeightConfig PerRow", True)):
