@@ -148,7 +148,8 @@ def kernel_configs(kernel=None, block_n=(16, 32, 64), block_m=(16, 32, 64), spli
     st = _st()
     switches = {f.name: st.booleans() for f in dataclasses.fields(KernelConfig) if isinstance(f.default, bool)}
     common = dict(num_warps=st.sampled_from(num_warps), num_stages=st.sampled_from(num_stages))
-    gemv = st.builds(KernelConfig, st.just("gemv"), st.sampled_from(block_n), **common)
+    gemv = st.builds(KernelConfig, st.just("gemv"), st.sampled_from(block_n), split_k=st.sampled_from(split_k),
+                     **common)
     gemm = st.builds(KernelConfig, st.just("gemm"), st.sampled_from(block_n), st.sampled_from(block_m),
                      st.sampled_from(split_k), **common, **switches)
     return {"gemv": gemv, "gemm": gemm}[kernel] if kernel else st.one_of(gemv, gemm)

@@ -34,6 +34,8 @@ def candidates(m: int) -> list[KernelConfig]:
         return [KernelConfig("gemv", block_n=bn, num_warps=w, num_stages=s)
                 for bn, w in ((16, 1), (32, 1), (64, 1), (32, 2), (64, 2), (128, 2), (64, 4), (128, 4),
                               (128, 8), (256, 8)) for s in (2,)] + \
+               [KernelConfig("gemv", block_n=bn, num_warps=w, num_stages=2, split_k=sk)  # narrow N: split K
+                for bn, w in ((32, 2), (64, 4), (128, 8)) for sk in (2, 4, 8)] + \
                [KernelConfig("gemm", block_n=bn, block_m=16, split_k=sk, num_warps=4, num_stages=3, one_dot=od)
                 for bn in (32, 64) for sk in (1, 2, 4) for od in (False, True)] + \
                [KernelConfig("gemm", block_n=16, block_m=16, num_warps=w, num_stages=st, one_dot=od)

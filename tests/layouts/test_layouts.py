@@ -113,6 +113,23 @@ def test_gemv_kernel_matches_reference(layout, data, config):
     _run_kernel(case, config)
 
 
+@pytest.mark.parametrize("split_k", [2, 3, 8], ids=lambda s: f"split_k={s}")
+@pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
+def test_gemv_split_k_covers_k_once(layout, split_k):
+    """Split-K GEMV: K cut into whole two-block trips, 5 or 6 trips (odd and even block counts,
+    a ragged last block); every code must be counted exactly once and the bias once."""
+    fmt = layout.weight_format()
+    torch.manual_seed(split_k)
+    ragged = getattr(layout, "group_size", 0) or 16  # a tail shorter than a block, whole groups
+    for k in (9 * fmt.block_k + ragged, 12 * fmt.block_k):
+        w = torch.randn(24, k, dtype=torch.bfloat16, device=DEVICE)
+        qw = T.quantize_for_layout(w, layout)
+        x = torch.randn(2, k, dtype=torch.bfloat16, device=DEVICE)
+        bias = 64 * torch.randn(24, dtype=torch.bfloat16, device=DEVICE)  # a double-counted bias must show
+        case = T.LinearCase(x, qw, bias, "normal")
+        _run_kernel(case, KernelConfig("gemv", block_n=16, split_k=split_k))
+
+
 @pytest.mark.parametrize("split_k", [1, 2, 3], ids=lambda s: f"split_k={s}")
 @pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
 @settings(max_examples=max(3, settings.default.max_examples // 2))

@@ -115,33 +115,38 @@ def _gemv_block(acc, x_total, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n,
 @triton.jit
 def weight_only_gemv_kernel(
     x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr,
-    N, K, words_per_row, n_groups, stride_xm, stride_om,
+    N, K, words_per_row, n_groups, stride_xm, stride_om, trips_per_split,
     BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
     ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
-    HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_K: tl.constexpr, PTX: tl.constexpr,
+    HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr,
+    PTX: tl.constexpr,
 ):
     # Everything stays in the [BLOCK_N, SPAN] layout of the packed-word tile: each plane is
     # multiplied into a 2-D accumulator, and the only cross-thread reduction is the last one.
     # Two blocks are decoded per trip while the next two are already loading (registers as a
     # double buffer: Triton's pipeliner does not stage loads that feed no tl.dot).
+    # SPLIT_K > 1: program (n, m, s) takes trips_per_split trips of K from trip s * trips_per_split
+    # and adds its partial sum to a zeroed fp32 output, so narrow N still fills the GPU.
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
     pid_n = tl.program_id(0)
     m = tl.program_id(1).to(tl.int64)
+    k_chunk = trips_per_split * (2 * BLOCK_K)  # written as a product so the compiler sees the
+    k_start = tl.program_id(2) * k_chunk        # alignment, and word and x loads stay vectorized
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = rn < N
     rn = tl.where(mask_n, rn, 0)  # clamp instead of masking: unmasked loads vectorize
-    w_ptrs = w_ptr + rn[:, None].to(tl.int64) * words_per_row + tl.arange(0, SPAN)[None, :]
+    w_ptrs = w_ptr + rn[:, None].to(tl.int64) * words_per_row + (k_start // PER_WORD + tl.arange(0, SPAN))[None, :]
     x_row = x_ptr + m * stride_xm
-    k_padded = words_per_row * PER_WORD
+    k_end = tl.minimum(words_per_row * PER_WORD, k_start + k_chunk)
 
     acc = tl.zeros([BLOCK_N, SPAN], dtype=tl.float32)
     x_total = tl.zeros([SPAN], dtype=tl.float32)  # sum of x, for a per-row zero point
     words_a = tl.load(w_ptrs, eviction_policy="evict_first")
-    words_b = tl.load(w_ptrs + SPAN, mask=BLOCK_K < k_padded, other=0, eviction_policy="evict_first")
-    for k0 in range(0, k_padded, 2 * BLOCK_K):
+    words_b = tl.load(w_ptrs + SPAN, mask=k_start + BLOCK_K < k_end, other=0, eviction_policy="evict_first")
+    for k0 in range(k_start, k_end, 2 * BLOCK_K):
         w_ptrs += 2 * SPAN
-        next_a = tl.load(w_ptrs, mask=k0 + 2 * BLOCK_K < k_padded, other=0, eviction_policy="evict_first")
-        next_b = tl.load(w_ptrs + SPAN, mask=k0 + 3 * BLOCK_K < k_padded, other=0, eviction_policy="evict_first")
+        next_a = tl.load(w_ptrs, mask=k0 + 2 * BLOCK_K < k_end, other=0, eviction_policy="evict_first")
+        next_b = tl.load(w_ptrs + SPAN, mask=k0 + 3 * BLOCK_K < k_end, other=0, eviction_policy="evict_first")
         acc, x_total = _gemv_block(acc, x_total, words_a, k0, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
                                    BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE, EVEN_K, PTX)
         acc, x_total = _gemv_block(acc, x_total, words_b, k0 + BLOCK_K, x_row, scale_ptr, zero_ptr, rn, mask_n,
@@ -155,8 +160,11 @@ def weight_only_gemv_kernel(
         zero = _zero_of(zero_ptr, rn, mask_n, ZERO_MODE, ZERO_OFFSET)
         out = (out - zero * tl.sum(x_total, axis=0)) * tl.load(scale_ptr + rn).to(tl.float32)
     if HAS_BIAS:
-        out += tl.load(bias_ptr + rn).to(tl.float32)
-    tl.store(out_ptr + m * stride_om + rn, out.to(out_ptr.dtype.element_ty), mask=mask_n)
+        out += tl.load(bias_ptr + rn).to(tl.float32) * (k_start == 0)
+    if SPLIT_K == 1:
+        tl.store(out_ptr + m * stride_om + rn, out.to(out_ptr.dtype.element_ty), mask=mask_n)
+    else:
+        tl.atomic_add(out_ptr + m * stride_om + rn, out, mask=mask_n, sem="relaxed")
 
 
 @triton.jit
@@ -286,15 +294,19 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
     bias_arg = scales if bias is None else bias
     words_per_row, n_groups = packed.shape[1], scales.shape[0]
     if config.kernel == "gemv":
-        out = torch.empty((m, n), dtype=x2d.dtype, device=x2d.device)
-        grid = (triton.cdiv(n, config.block_n), m)
+        trips = triton.cdiv(words_per_row // fmt.span, 2)  # a trip decodes two blocks
+        chunk = triton.cdiv(trips, max(1, config.split_k))  # trips per split
+        split_k = triton.cdiv(trips, chunk)
+        out = torch.empty((m, n), dtype=x2d.dtype, device=x2d.device) if split_k == 1 else \
+            torch.zeros((m, n), dtype=torch.float32, device=x2d.device)
+        grid = (triton.cdiv(n, config.block_n), m, split_k)
         weight_only_gemv_kernel[grid](
             x2d, packed, scales, zeros, bias_arg, out, n, k, words_per_row, n_groups,
-            x2d.stride(0), out.stride(0), HAS_BIAS=bias is not None, BLOCK_N=config.block_n,
-            EVEN_K=k % (2 * fmt.block_k) == 0 and words_per_row * fmt.per_word == k, PTX=ptx_ok(x2d.device),
+            x2d.stride(0), out.stride(0), chunk, HAS_BIAS=bias is not None,
+            BLOCK_N=config.block_n, SPLIT_K=split_k, EVEN_K=k % (2 * fmt.block_k) == 0 and words_per_row * fmt.per_word == k, PTX=ptx_ok(x2d.device),
             num_warps=config.num_warps, num_stages=config.num_stages, **consts,
         )
-        return out
+        return out if split_k == 1 else out.to(x2d.dtype)
     split_k = max(1, min(config.split_k, words_per_row // fmt.span))
     out = torch.empty((m, n), dtype=x2d.dtype, device=x2d.device) if split_k == 1 else \
         torch.zeros((m, n), dtype=torch.float32, device=x2d.device)
