@@ -71,6 +71,13 @@ def _zero_of(zero_ptr, offs, mask, ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.cons
 
 
 @triton.jit
+def _scale_and_zs(scale_ptr, zero_ptr, offs, mask, ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr):
+    """Scale s and zero-point-times-scale z * s at `offs`, so that (q - z) * s = q * s - z * s."""
+    scale = tl.load(scale_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    return scale, _zero_of(zero_ptr, offs, mask, ZERO_MODE, ZERO_OFFSET) * scale
+
+
+@triton.jit
 def _gemv_block(acc, x_total, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
                 BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
                 ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
@@ -90,8 +97,7 @@ def _gemv_block(acc, x_total, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n,
         if PER_PLANE:  # this plane's own group: w = vals * s - z * s, one FMA
             offs = ((k0 + j * SPAN) // GROUP_SIZE) * N + rn
             ok = mask_n & (k0 + j * SPAN < K)
-            scale = tl.load(scale_ptr + offs, mask=ok, other=0.0).to(tl.float32)
-            zs = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET) * scale
+            scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET)
             acc += (vals * scale[:, None] - zs[:, None]) * xj[None, :]
         elif PER_BLOCK:
             if j == 0:  # start the block's sums from its first plane: no zero-fill
@@ -106,8 +112,7 @@ def _gemv_block(acc, x_total, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n,
     if PER_BLOCK:  # sum((q - z) * s * x) = s * sum(q * x) - (z * s) * sum(x) over the block
         offs = (k0 // GROUP_SIZE) * N + rn
         ok = mask_n & (k0 < K)
-        scale = tl.load(scale_ptr + offs, mask=ok, other=0.0).to(tl.float32)
-        zs = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET) * scale
+        scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET)
         acc += blk * scale[:, None] - zs[:, None] * x_blk[None, :]
     return acc, x_total
 
@@ -232,8 +237,7 @@ def weight_only_gemm_kernel(
                 k_plane = k0 + plane * SPAN
                 offs_p = (k_plane // GROUP_SIZE)[None, :] * N + rn_c[:, None]
                 ok = mask_n[:, None] & (k_plane < K)[None, :]
-                scale = tl.load(scale_ptr + offs_p, mask=ok, other=0.0).to(tl.float32)
-                zs = _zero_of(zero_ptr, offs_p, ok, ZERO_MODE, ZERO_OFFSET) * scale
+                scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_p, ok, ZERO_MODE, ZERO_OFFSET)
                 w3 = vals * scale[:, :, None] - zs[:, :, None]
             else:
                 w3 = vals - zero[:, None, None]
@@ -252,8 +256,7 @@ def weight_only_gemm_kernel(
                 vals = decode_plane(words, j, BITS, ELEMENT, PTX)
                 if PER_ELEMENT:
                     offs_j = (kk // GROUP_SIZE) * N + rn_c
-                    scale = tl.load(scale_ptr + offs_j, mask=mask_n & (kk < K), other=0.0).to(tl.float32)
-                    zs = _zero_of(zero_ptr, offs_j, mask_n & (kk < K), ZERO_MODE, ZERO_OFFSET) * scale
+                    scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_j, mask_n & (kk < K), ZERO_MODE, ZERO_OFFSET)
                     w = vals * scale[:, None] - zs[:, None]  # (q - z) * s as one FMA
                 else:
                     w = vals - zero[:, None]
@@ -286,6 +289,14 @@ def ptx_ok(device: torch.device) -> bool:
     return device.type == "cuda" and torch.version.cuda is not None and not interpreting()
 
 
+def _output(x2d, n: int, split_k: int) -> torch.Tensor:
+    """The kernel's output: x's dtype, or a zeroed fp32 buffer that split-K programs add into
+    (the caller's .to(x.dtype) is then the one cast; without split-K it returns the tensor as is)."""
+    if split_k == 1:
+        return torch.empty((x2d.shape[0], n), dtype=x2d.dtype, device=x2d.device)
+    return torch.zeros((x2d.shape[0], n), dtype=torch.float32, device=x2d.device)
+
+
 def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: int, k: int, config) -> torch.Tensor:
     """Launch the kernel that `config` names. Inputs are checked by the caller (tqk.ops)."""
     m = x2d.shape[0]
@@ -297,19 +308,18 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         trips = triton.cdiv(words_per_row // fmt.span, 2)  # a trip decodes two blocks
         chunk = triton.cdiv(trips, max(1, config.split_k))  # trips per split
         split_k = triton.cdiv(trips, chunk)
-        out = torch.empty((m, n), dtype=x2d.dtype, device=x2d.device) if split_k == 1 else \
-            torch.zeros((m, n), dtype=torch.float32, device=x2d.device)
+        out = _output(x2d, n, split_k)
         grid = (triton.cdiv(n, config.block_n), m, split_k)
         weight_only_gemv_kernel[grid](
             x2d, packed, scales, zeros, bias_arg, out, n, k, words_per_row, n_groups,
             x2d.stride(0), out.stride(0), chunk, HAS_BIAS=bias is not None,
-            BLOCK_N=config.block_n, SPLIT_K=split_k, EVEN_K=k % (2 * fmt.block_k) == 0 and words_per_row * fmt.per_word == k, PTX=ptx_ok(x2d.device),
+            BLOCK_N=config.block_n, SPLIT_K=split_k, PTX=ptx_ok(x2d.device),
+            EVEN_K=k % (2 * fmt.block_k) == 0 and words_per_row * fmt.per_word == k,
             num_warps=config.num_warps, num_stages=config.num_stages, **consts,
         )
-        return out if split_k == 1 else out.to(x2d.dtype)
+        return out.to(x2d.dtype)
     split_k = max(1, min(config.split_k, words_per_row // fmt.span))
-    out = torch.empty((m, n), dtype=x2d.dtype, device=x2d.device) if split_k == 1 else \
-        torch.zeros((m, n), dtype=torch.float32, device=x2d.device)
+    out = _output(x2d, n, split_k)
     grid = (triton.cdiv(n, config.block_n) * triton.cdiv(m, config.block_m), split_k)
     weight_only_gemm_kernel[grid](
         x2d, packed, scales, zeros, bias_arg, out, m, n, k, words_per_row, n_groups,
@@ -319,4 +329,4 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         BLOCK_SCALE=config.block_scale, DOT_F32=interpreting(), PTX=ptx_ok(x2d.device),
         num_warps=config.num_warps, num_stages=config.num_stages, **consts,
     )
-    return out if split_k == 1 else out.to(x2d.dtype)
+    return out.to(x2d.dtype)
