@@ -259,16 +259,23 @@ def _scaled_mm_core(x, wq_t, w_scale, bias):
     return torch._scaled_mm(xq, wq_t, scale_a=x_scale, scale_b=w_scale, bias=bias, out_dtype=x.dtype)
 
 
-def _scaled_mm(w, b, opts):
+def _rowwise_peer(w, b, opts, *, name: str, multiple: int, quant, core, note: str) -> Prepared:
+    """A torch op taking rowwise-quantized x and W: W quantized once and passed as [K, N]
+    column-major with its scales as [1, N]; x is quantized inside the timed (compiled) call."""
     N, K = w.shape
-    if N % 16 or K % 16:
-        raise Unsupported("_scaled_mm needs N and K divisible by 16")
-    wq, ws = quant_fp8_rowwise(w)
+    if N % multiple or K % multiple:
+        raise Unsupported(f"{name} needs N and K divisible by {multiple}")
+    wq, ws = quant(w)
     ws_row = ws.reshape(1, N).contiguous()
-    wq_t = wq.t()  # [K, N] column-major, as _scaled_mm wants
-    comp = _compiled("scaled_mm", _scaled_mm_core, opts.compile and w.is_cuda)
-    return Prepared(lambda x: comp(x, wq_t, ws_row, b), tensor_bytes(wq) + tensor_bytes(ws_row),
-                    note="fp8 rowwise, act quant timed", compiled=comp)
+    wq_t = wq.t()
+    comp = _compiled(name.lstrip("_"), core, opts.compile and w.is_cuda)
+    return Prepared(lambda x: comp(x, wq_t, ws_row, b), tensor_bytes(wq) + tensor_bytes(ws_row), note=note,
+                    compiled=comp)
+
+
+def _scaled_mm(w, b, opts):
+    return _rowwise_peer(w, b, opts, name="_scaled_mm", multiple=16, quant=quant_fp8_rowwise, core=_scaled_mm_core,
+                         note="fp8 rowwise, act quant timed")
 
 
 def _int_mm_core(x, wq_t, w_scale, bias):
@@ -282,15 +289,8 @@ def _int_mm_core(x, wq_t, w_scale, bias):
 
 
 def _int_mm(w, b, opts):
-    N, K = w.shape
-    if N % 8 or K % 8:
-        raise Unsupported("_int_mm needs N and K divisible by 8")
-    wq, ws = quant_int8_rowwise(w)
-    ws_row = ws.reshape(1, N).contiguous()
-    wq_t = wq.t()
-    comp = _compiled("int_mm", _int_mm_core, opts.compile and w.is_cuda)
-    return Prepared(lambda x: comp(x, wq_t, ws_row, b), tensor_bytes(wq) + tensor_bytes(ws_row),
-                    note="int8 rowwise, act quant timed", compiled=comp)
+    return _rowwise_peer(w, b, opts, name="_int_mm", multiple=8, quant=quant_int8_rowwise, core=_int_mm_core,
+                         note="int8 rowwise, act quant timed")
 
 
 # ----------------------------------------------------------------------------- gemlite
