@@ -30,16 +30,12 @@ LLAMA3_8B = ["6144x4096", "4096x4096", "28672x4096", "4096x14336"]
 
 
 def candidates(m: int) -> list[KernelConfig]:
-    if m <= 2:  # CUDA cores, or a thin tensor-core tile
-        return [KernelConfig("gemv", block_n=bn, num_warps=w, num_stages=s)
-                for bn, w in ((16, 1), (32, 1), (64, 1), (32, 2), (64, 2), (128, 2), (64, 4), (128, 4),
-                              (128, 8), (256, 8)) for s in (2,)] + \
-               [KernelConfig("gemv", block_n=bn, num_warps=w, num_stages=2, split_k=sk)  # narrow N: split K
-                for bn, w in ((32, 2), (64, 4), (128, 8)) for sk in (2, 4, 8)] + \
-               [KernelConfig("gemm", block_n=bn, block_m=16, split_k=sk, num_warps=4, num_stages=3, one_dot=od)
-                for bn in (32, 64) for sk in (1, 2, 4) for od in (False, True)] + \
-               [KernelConfig("gemm", block_n=16, block_m=16, num_warps=w, num_stages=st, one_dot=od)
-                for w in (1, 2) for st in (3, 5) for od in (False, True)]  # thin tiles, no split-K kernels
+    if m <= 2:  # CUDA cores: 2, 4 or 8 rows per thread (block_n / (8 * num_warps)), K split or not
+        return [KernelConfig("gemv", block_n=bn, num_warps=w, num_stages=2, split_k=sk)
+                for bn, w in ((32, 2), (64, 4), (128, 8), (32, 1), (64, 2), (128, 4), (256, 8), (64, 1),
+                              (128, 2), (256, 4)) for sk in (1, 2, 4, 8)] + \
+               [KernelConfig("gemm", block_n=64, block_m=16, split_k=sk, num_warps=4, num_stages=3)
+                for sk in (2, 4)]  # a thin tensor-core tile, for comparison
     if m <= 64:
         bm = max(16, 1 << (m - 1).bit_length())
         return [KernelConfig("gemm", block_n=bn, block_m=bm, split_k=sk, num_warps=4, num_stages=3, one_dot=od)

@@ -43,7 +43,10 @@ def decode_plane(words, j: tl.constexpr, BITS: tl.constexpr, ELEMENT: tl.constex
     For "uint" the code is masked where it lies and OR-ed into the mantissa of 2**(23 - pos),
     whose mantissa unit is 2**-pos at that bit position: the float is 2**(23 - pos) + code with
     no shift per code (planes above bit 23 are read from words >> 16, one shift per word that
-    every high plane shares). One LOP3 and one FADD per code instead of shift, mask, or, FADD."""
+    every high plane shares). One LOP3 and one FADD per code instead of shift, mask, or, FADD.
+    (Leaving 2**(23 - pos) in and folding it into the zero point saves the FADD, but float32
+    then rounds sums at the scale of 2**(23 - pos) instead of the codes': with float zero points
+    near 0 the output's error is no longer bounded by the codes' magnitudes.)"""
     if ELEMENT == "uint":
         OFF: tl.constexpr = j * BITS
         HIGH: tl.constexpr = OFF + BITS > 23
@@ -51,7 +54,27 @@ def decode_plane(words, j: tl.constexpr, BITS: tl.constexpr, ELEMENT: tl.constex
         src = (words >> 16) if HIGH else words
         bits = mask_or(src, ((1 << BITS) - 1) << POS, (150 - POS) << 23, PTX)
         return bits.to(tl.float32, bitcast=True) - (1 << (23 - POS))
+    elif PTX:
+        return decode_fp8_plane(words, j, ELEMENT)
     return decode_codes(unpack_plane(words, j, BITS), ELEMENT)
+
+
+@triton.jit
+def decode_fp8_plane(words, j: tl.constexpr, ELEMENT: tl.constexpr):
+    """Byte j of each word as an fp8 value in float32 (inline PTX, NVIDIA sm_89+).
+
+    One cvt turns the two bytes of a 16-bit half into an f16x2; planes 2h and 2h + 1 share it
+    (a pure asm, so the compiler computes it once). Generic casts would first gather byte j of two
+    neighbouring words into one pair: two more instructions per pair."""
+    CVT: tl.constexpr = "cvt.rn.f16x2.e4m3x2" if ELEMENT == "e4m3" else "cvt.rn.f16x2.e5m2x2"
+    HALF: tl.constexpr = "hi" if j >= 2 else "lo"
+    pair = tl.inline_asm_elementwise(
+        "{ .reg .b16 lo, hi; mov.b32 {lo, hi}, $1; " + CVT + " $0, " + HALF + "; }", "=r,r",
+        [words], dtype=tl.int32, is_pure=True, pack=1)
+    PICK: tl.constexpr = "hi" if j % 2 else "lo"
+    return tl.inline_asm_elementwise(
+        "{ .reg .b16 lo, hi; mov.b32 {lo, hi}, $1; cvt.f32.f16 $0, " + PICK + "; }", "=r,r",
+        [pair], dtype=tl.float32, is_pure=True, pack=1)
 
 
 @triton.jit

@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .decode import decode_codes, decode_plane, unpack_plane, unpack_planes
+from .decode import decode_codes, decode_plane, unpack_planes
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,28 @@ class WeightFormat:
 
 
 @triton.jit
-def _zero_of(zero_ptr, offs, mask, ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr):
+def _load_f32(ptrs, mask, IN_PLACE: tl.constexpr):
+    """tl.load(...).to(float32), or with IN_PLACE an inline-PTX load that keeps the pointers'
+    register layout. A [BLOCK_N] scale vector sliced from a tile that gives each thread several
+    rows is otherwise re-laid out by Triton's coalescing (one element per thread) and brought back
+    through shared memory with two barriers, once per block."""
+    if IN_PLACE:
+        if ptrs.dtype.element_ty == tl.float32:
+            asm: tl.constexpr = "{ .reg .pred p; setp.ne.b32 p, $2, 0; mov.b32 $0, 0; @p ld.global.nc.b32 $0, [$1]; }"
+        else:
+            CVT: tl.constexpr = "cvt.f32.bf16" if ptrs.dtype.element_ty == tl.bfloat16 else "cvt.f32.f16"
+            asm: tl.constexpr = ("{ .reg .pred p; .reg .b16 h; setp.ne.b32 p, $2, 0; mov.b16 h, 0; "
+                                 "@p ld.global.nc.b16 h, [$1]; " + CVT + " $0, h; }")
+        return tl.inline_asm_elementwise(asm, "=r,l,r", [ptrs, mask.to(tl.int32)], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    return tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _zero_of(zero_ptr, offs, mask, ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, IN_PLACE: tl.constexpr = False):
     """The zero point to subtract from codes at `offs` (a [n_groups, N] index), as float32."""
     if ZERO_MODE == "tensor":
-        return tl.load(zero_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        return _load_f32(zero_ptr + offs, mask, IN_PLACE)
     elif ZERO_MODE == "offset":
         return tl.zeros(offs.shape, tl.float32) + ZERO_OFFSET
     else:
@@ -71,10 +89,11 @@ def _zero_of(zero_ptr, offs, mask, ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.cons
 
 
 @triton.jit
-def _scale_and_zs(scale_ptr, zero_ptr, offs, mask, ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr):
+def _scale_and_zs(scale_ptr, zero_ptr, offs, mask, ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr,
+                  IN_PLACE: tl.constexpr = False):
     """Scale s and zero-point-times-scale z * s at `offs`, so that (q - z) * s = q * s - z * s."""
-    scale = tl.load(scale_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    return scale, _zero_of(zero_ptr, offs, mask, ZERO_MODE, ZERO_OFFSET) * scale
+    scale = _load_f32(scale_ptr + offs, mask, IN_PLACE)
+    return scale, _zero_of(zero_ptr, offs, mask, ZERO_MODE, ZERO_OFFSET, IN_PLACE) * scale
 
 
 @triton.jit
@@ -97,7 +116,7 @@ def _gemv_block(acc, x_total, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n,
         if PER_PLANE:  # this plane's own group: w = vals * s - z * s, one FMA
             offs = ((k0 + j * SPAN) // GROUP_SIZE) * N + rn
             ok = mask_n & (k0 + j * SPAN < K)
-            scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET)
+            scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX)
             acc += (vals * scale[:, None] - zs[:, None]) * xj[None, :]
         elif PER_BLOCK:
             if j == 0:  # start the block's sums from its first plane: no zero-fill
@@ -112,7 +131,7 @@ def _gemv_block(acc, x_total, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n,
     if PER_BLOCK:  # sum((q - z) * s * x) = s * sum(q * x) - (z * s) * sum(x) over the block
         offs = (k0 // GROUP_SIZE) * N + rn
         ok = mask_n & (k0 < K)
-        scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET)
+        scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX)
         acc += blk * scale[:, None] - zs[:, None] * x_blk[None, :]
     return acc, x_total
 
@@ -201,7 +220,7 @@ def weight_only_gemm_kernel(
     ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
     SPLIT_K: tl.constexpr, GROUP_N: tl.constexpr, ONE_DOT: tl.constexpr, BLOCK_SCALE: tl.constexpr,
-    DOT_F32: tl.constexpr, PTX: tl.constexpr,
+    DOT_F32: tl.constexpr, EVEN_K: tl.constexpr, PTX: tl.constexpr,
 ):
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
     # Where the group scale is applied: per row (GROUP_SIZE == 0) in the epilogue; when a whole
@@ -242,21 +261,29 @@ def weight_only_gemm_kernel(
             else:
                 w3 = vals - zero[:, None, None]
             kk = k0 + tl.arange(0, BLOCK_K)
-            xt = tl.load(x_ptr + rm_c[None, :].to(tl.int64) * stride_xm + kk[:, None], mask=(kk < K)[:, None],
-                         other=0.0)
+            xt = tl.load(x_ptr + rm_c[None, :].to(tl.int64) * stride_xm + kk[:, None],
+                         mask=None if EVEN_K else (kk < K)[:, None], other=None if EVEN_K else 0.0)
             w = tl.reshape(w3, [BLOCK_N, BLOCK_K])
             if PER_BLOCK:
                 part = _dot(w, xt, part, DOT_F32)
             else:
                 acc = _dot(w, xt, acc, DOT_F32)
         else:
+            if PER_ELEMENT and GROUP_SIZE % BLOCK_K == 0:  # one group for the whole block: load once
+                offs = (k0 // GROUP_SIZE) * N + rn_c
+                scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, mask_n & (k0 < K), ZERO_MODE, ZERO_OFFSET)
             for j in tl.static_range(PER_WORD):
                 kk = k0 + j * SPAN
-                xt = tl.load(x_ptrs + kk, mask=(kk + span < K)[:, None], other=0.0)
+                if EVEN_K:  # no K padding: every block is whole, no mask to compute
+                    xt = tl.load(x_ptrs + kk)
+                else:
+                    xt = tl.load(x_ptrs + kk, mask=(kk + span < K)[:, None], other=0.0)
                 vals = decode_plane(words, j, BITS, ELEMENT, PTX)
                 if PER_ELEMENT:
-                    offs_j = (kk // GROUP_SIZE) * N + rn_c
-                    scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_j, mask_n & (kk < K), ZERO_MODE, ZERO_OFFSET)
+                    if GROUP_SIZE % BLOCK_K != 0:  # this plane's own group
+                        offs_j = (kk // GROUP_SIZE) * N + rn_c
+                        scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_j, mask_n & (kk < K), ZERO_MODE,
+                                                  ZERO_OFFSET)
                     w = vals * scale[:, None] - zs[:, None]  # (q - z) * s as one FMA
                 else:
                     w = vals - zero[:, None]
@@ -327,6 +354,7 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         BLOCK_M=config.block_m, SPLIT_K=split_k, GROUP_N=config.group_n,
         ONE_DOT=config.one_dot or fmt.span < 16,  # a plane narrower than 16 is too thin for a dot
         BLOCK_SCALE=config.block_scale, DOT_F32=interpreting(), PTX=ptx_ok(x2d.device),
+        EVEN_K=k % fmt.block_k == 0 and words_per_row * fmt.per_word == k,
         num_warps=config.num_warps, num_stages=config.num_stages, **consts,
     )
     return out.to(x2d.dtype)
