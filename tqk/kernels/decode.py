@@ -37,8 +37,10 @@ def mask_or(x, MASK: tl.constexpr, BITS: tl.constexpr, PTX: tl.constexpr):
 
 
 @triton.jit
-def decode_plane(words, j: tl.constexpr, BITS: tl.constexpr, ELEMENT: tl.constexpr, PTX: tl.constexpr):
-    """Plane j of a tile of packed words, decoded to float32 values (before scale and zero).
+def decode_plane(words, j: tl.constexpr, BITS: tl.constexpr, ELEMENT: tl.constexpr, PTX: tl.constexpr,
+                 MINUS: tl.constexpr = 0):
+    """Plane j of a tile of packed words, decoded to float32 values (before scale and zero),
+    minus the integer constant MINUS ("uint" only: a constant zero point costs nothing more).
 
     For "uint" the code is masked where it lies and OR-ed into the mantissa of 2**(23 - pos),
     whose mantissa unit is 2**-pos at that bit position: the float is 2**(23 - pos) + code with
@@ -53,10 +55,12 @@ def decode_plane(words, j: tl.constexpr, BITS: tl.constexpr, ELEMENT: tl.constex
         POS: tl.constexpr = OFF - 16 if HIGH else OFF
         src = (words >> 16) if HIGH else words
         bits = mask_or(src, ((1 << BITS) - 1) << POS, (150 - POS) << 23, PTX)
-        return bits.to(tl.float32, bitcast=True) - (1 << (23 - POS))
-    elif PTX:
-        return decode_fp8_plane(words, j, ELEMENT)
-    return decode_codes(unpack_plane(words, j, BITS), ELEMENT)
+        return bits.to(tl.float32, bitcast=True) - ((1 << (23 - POS)) + MINUS)  # exact: integers < 2**24
+    else:
+        tl.static_assert(MINUS == 0, "MINUS is for uint codes")
+        if PTX:
+            return decode_fp8_plane(words, j, ELEMENT)
+        return decode_codes(unpack_plane(words, j, BITS), ELEMENT)
 
 
 @triton.jit

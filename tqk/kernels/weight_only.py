@@ -278,13 +278,18 @@ def weight_only_gemm_kernel(
                     xt = tl.load(x_ptrs + kk)
                 else:
                     xt = tl.load(x_ptrs + kk, mask=(kk + span < K)[:, None], other=0.0)
-                vals = decode_plane(words, j, BITS, ELEMENT, PTX)
+                if ZERO_MODE == "offset" and not PER_ELEMENT:  # code - offset in the decode's FADD
+                    vals = decode_plane(words, j, BITS, ELEMENT, PTX, ZERO_OFFSET)
+                else:
+                    vals = decode_plane(words, j, BITS, ELEMENT, PTX)
                 if PER_ELEMENT:
                     if GROUP_SIZE % BLOCK_K != 0:  # this plane's own group
                         offs_j = (kk // GROUP_SIZE) * N + rn_c
                         scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_j, mask_n & (kk < K), ZERO_MODE,
                                                   ZERO_OFFSET)
                     w = vals * scale[:, None] - zs[:, None]  # (q - z) * s as one FMA
+                elif ZERO_MODE == "offset":
+                    w = vals
                 else:
                     w = vals - zero[:, None]
                 if PER_BLOCK:
