@@ -138,8 +138,8 @@ def _gemv_block(acc, x_total, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n,
 
 @triton.jit
 def weight_only_gemv_kernel(
-    x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr,
-    N, K, words_per_row, n_groups, stride_xm, stride_om, trips_per_split,
+    x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, part_ptr, count_ptr,
+    M, N, K, words_per_row, n_groups, stride_xm, stride_om, trips_per_split,
     BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
     ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr,
@@ -149,8 +149,11 @@ def weight_only_gemv_kernel(
     # multiplied into a 2-D accumulator, and the only cross-thread reduction is the last one.
     # Two blocks are decoded per trip while the next two are already loading (registers as a
     # double buffer: Triton's pipeliner does not stage loads that feed no tl.dot).
-    # SPLIT_K > 1: program (n, m, s) takes trips_per_split trips of K from trip s * trips_per_split
-    # and adds its partial sum to a zeroed fp32 output, so narrow N still fills the GPU.
+    # SPLIT_K > 1: program (n, m, s) takes trips_per_split trips of K from trip s * trips_per_split,
+    # so narrow N still fills the GPU. It stores its partial sums in part[s, m, :] and counts
+    # itself in count[m, n]; the tile's last program to arrive adds the SPLIT_K partials in order
+    # of s (the same result whatever the arrival order), writes out and sets the count back to
+    # 0. No zeroed buffer, no atomics on the output, no cast kernel: one launch.
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
     pid_n = tl.program_id(0)
     m = tl.program_id(1).to(tl.int64)
@@ -188,7 +191,15 @@ def weight_only_gemv_kernel(
     if SPLIT_K == 1:
         tl.store(out_ptr + m * stride_om + rn, out.to(out_ptr.dtype.element_ty), mask=mask_n)
     else:
-        tl.atomic_add(out_ptr + m * stride_om + rn, out, mask=mask_n, sem="relaxed")
+        tl.store(part_ptr + (tl.program_id(2) * M + m) * N + rn, out, mask=mask_n)
+        tl.debug_barrier()  # every thread's partial is stored before the count says so
+        counter = count_ptr + m * tl.num_programs(0) + pid_n
+        if tl.atomic_add(counter, 1, sem="acq_rel") == SPLIT_K - 1:
+            total = tl.zeros([BLOCK_N], dtype=tl.float32)
+            for s in tl.static_range(SPLIT_K):
+                total += tl.load(part_ptr + (s * M + m) * N + rn, mask=mask_n, other=0.0, cache_modifier=".cg")
+            tl.store(out_ptr + m * stride_om + rn, total.to(out_ptr.dtype.element_ty), mask=mask_n)
+            tl.atomic_xchg(counter, 0, sem="relaxed")  # ready for the next call
 
 
 @triton.jit
@@ -329,6 +340,26 @@ def _output(x2d, n: int, split_k: int) -> torch.Tensor:
     return torch.zeros((x2d.shape[0], n), dtype=torch.float32, device=x2d.device)
 
 
+_COUNTERS: dict = {}
+
+
+def _split_counters(device: torch.device, size: int) -> torch.Tensor:
+    """Zeroed int32 counters for the split-K GEMV, one per (row of x, tile of N). The kernel sets
+    each back to 0 after use, so one buffer per device serves every call, graph replays included.
+    It is made (or grown) outside CUDA-graph capture: the first call of a captured model is a
+    warm-up call (torch.compile's cudagraph trees and tqk.bench both run one). GEMVs run one after
+    another on a stream; two running at once on two streams of one device would share counters."""
+    key = (device.type, device.index)
+    buf = _COUNTERS.get(key)
+    if buf is None or buf.numel() < size:
+        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            raise RuntimeError("tqk: the split-K GEMV's counters must be made before CUDA-graph capture; "
+                               "run the model once before capturing it")
+        buf = torch.zeros(max(size, 1 << 16), dtype=torch.int32, device=device)
+        _COUNTERS[key] = buf
+    return buf
+
+
 def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: int, k: int, config) -> torch.Tensor:
     """Launch the kernel that `config` names. Inputs are checked by the caller (tqk.ops)."""
     m = x2d.shape[0]
@@ -340,16 +371,20 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         trips = triton.cdiv(words_per_row // fmt.span, 2)  # a trip decodes two blocks
         chunk = triton.cdiv(trips, max(1, config.split_k))  # trips per split
         split_k = triton.cdiv(trips, chunk)
-        out = _output(x2d, n, split_k)
-        grid = (triton.cdiv(n, config.block_n), m, split_k)
-        weight_only_gemv_kernel[grid](
-            x2d, packed, scales, zeros, bias_arg, out, n, k, words_per_row, n_groups,
+        tiles = triton.cdiv(n, config.block_n)
+        out = torch.empty((m, n), dtype=x2d.dtype, device=x2d.device)
+        parts, counts = out, out  # never read without split-K
+        if split_k > 1:
+            parts = torch.empty((split_k, m, n), dtype=torch.float32, device=x2d.device)
+            counts = _split_counters(x2d.device, m * tiles)
+        weight_only_gemv_kernel[(tiles, m, split_k)](
+            x2d, packed, scales, zeros, bias_arg, out, parts, counts, m, n, k, words_per_row, n_groups,
             x2d.stride(0), out.stride(0), chunk, HAS_BIAS=bias is not None,
             BLOCK_N=config.block_n, SPLIT_K=split_k, PTX=ptx_ok(x2d.device),
             EVEN_K=k % (2 * fmt.block_k) == 0 and words_per_row * fmt.per_word == k,
             num_warps=config.num_warps, num_stages=config.num_stages, **consts,
         )
-        return out.to(x2d.dtype)
+        return out
     split_k = max(1, min(config.split_k, words_per_row // fmt.span))
     out = _output(x2d, n, split_k)
     grid = (triton.cdiv(n, config.block_n) * triton.cdiv(m, config.block_m), split_k)
