@@ -8,7 +8,8 @@ import triton.language as tl
 
 import tqk  # noqa: F401  (TRITON_INTERPRET=1 on CPU, before the kernels below are defined)
 from tqk import testing as T
-from tqk.kernels.decode import decode_codes, unpack_plane, unpack_planes
+from tqk.kernels.decode import decode_codes, decode_plane, unpack_plane, unpack_planes
+from tqk.kernels.weight_only import ptx_ok
 from tqk.layouts.packing import codes_per_word, pack_planes
 
 DEVICE = T.default_device()
@@ -100,6 +101,38 @@ def test_unpack_helpers_follow_the_packed_order(bits, span):
     want = codes.to(torch.int32).view(rows, per_word, span)
     assert torch.equal(planes.cpu(), want)
     assert torch.equal(plane.cpu(), want[:, j])
+
+
+@triton.jit
+def _plane_kernel(words_ptr, out_ptr, R: tl.constexpr, SPAN: tl.constexpr, BITS: tl.constexpr,
+                  PER_WORD: tl.constexpr, ELEMENT: tl.constexpr, PTX: tl.constexpr):
+    r = tl.arange(0, R)
+    s = tl.arange(0, SPAN)
+    words = tl.load(words_ptr + r[:, None] * SPAN + s[None, :])
+    for j in tl.static_range(PER_WORD):
+        tl.store(out_ptr + r[:, None] * (PER_WORD * SPAN) + j * SPAN + s[None, :],
+                 decode_plane(words, j, BITS, ELEMENT, PTX))
+
+
+@pytest.mark.parametrize("element,bits", [("uint", 4), ("uint", 8), ("uint", 3), ("e4m3", 8), ("e5m2", 8)])
+def test_decode_plane_decodes_every_plane(element, bits):
+    """decode_plane, the kernels' per-plane decode (inline PTX on NVIDIA GPUs: the in-place
+    magic-exponent LOP3, fp8 by cvt pairs), against torch on every code in every plane."""
+    per_word, span = codes_per_word(bits), 16
+    codes = torch.arange(per_word * span * 16, dtype=torch.int32).remainder(1 << bits).to(torch.uint8)
+    codes = codes.view(-1, per_word * span)  # every code, in every plane and word position
+    rows = codes.shape[0]
+    if element == "uint":
+        want = codes.float()
+    else:
+        want = codes.view(torch.float8_e4m3fn if element == "e4m3" else torch.float8_e5m2).float()
+    out = torch.empty(rows, per_word * span, dtype=torch.float32, device=DEVICE)
+    _plane_kernel[(1,)](pack_planes(codes, bits, span).to(DEVICE), out, R=rows, SPAN=span, BITS=bits,
+                        PER_WORD=per_word, ELEMENT=element, PTX=ptx_ok(DEVICE))
+    got = out.cpu()
+    finite = torch.isfinite(want)  # non-finite fp8 codes: see test_fp8_special_codes_decode_like_torch
+    assert torch.equal(got[finite], want[finite])
+    assert torch.equal(torch.signbit(got[finite]), torch.signbit(want[finite]))
 
 
 @pytest.mark.parametrize("bits,per_word", [(1, 32), (2, 16), (3, 8), (4, 8), (5, 4), (6, 4), (7, 4), (8, 4)])
