@@ -16,13 +16,16 @@ INT4_GROUP_SIZES = (32, 64, 128, 256)
 SPAN = 16  # group sizes must be multiples of the packed block span
 
 
-def _group_of(granularity: Granularity, in_features: int) -> int:
-    """The layout's group_size (0 = per row) for a granularity over the in_features axis."""
-    if isinstance(granularity, (PerRow, PerTensor)):
-        return 0
+def _group_and_block(weight: torch.Tensor, granularity: Granularity) -> tuple[int, tuple[int, int]]:
+    """The layout's group_size (0 = per row) for a granularity over the in_features axis, and
+    the block_size the quantization primitives take for it."""
+    if isinstance(granularity, PerTensor):
+        return 0, tuple(weight.shape)
+    if isinstance(granularity, PerRow):
+        return 0, (1, weight.shape[1])
     if isinstance(granularity, PerGroup):
-        check_group_size(granularity.group_size, in_features)
-        return granularity.group_size
+        check_group_size(granularity.group_size, weight.shape[1])
+        return granularity.group_size, (1, granularity.group_size)
     raise ValueError(f"granularity {granularity} is not supported here; use PerRow(), PerTensor() or PerGroup(n)")
 
 
@@ -32,12 +35,6 @@ def _check_granularity(granularity):
                          f"multiples of {SPAN}")
     if not isinstance(granularity, (PerRow, PerTensor, PerGroup)):
         raise ValueError(f"granularity {granularity} is not supported; use PerRow(), PerTensor() or PerGroup(n)")
-
-
-def _block_size(group_size: int, weight: torch.Tensor, granularity=None):
-    if isinstance(granularity, PerTensor):
-        return tuple(weight.shape)
-    return (1, group_size or weight.shape[1])
 
 
 def _per_row_layout(scales: torch.Tensor, weight: torch.Tensor, granularity) -> torch.Tensor:
@@ -99,8 +96,7 @@ class Int8WeightOnlyConfig(QuantConfig):
 @register_handler(Int8WeightOnlyConfig)
 def _int8(weight: torch.Tensor, config: Int8WeightOnlyConfig) -> QuantizedLinearWeight:
     n, k = weight.shape
-    group = _group_of(config.granularity, k)
-    block = _block_size(group, weight, config.granularity)
+    group, block = _group_and_block(weight, config.granularity)
     scale, _ = choose_qparams_affine(weight, MappingType.SYMMETRIC, block, torch.int8,
                                      eps=torch.finfo(torch.float32).eps, scale_dtype=weight.dtype)
     q = quantize_affine(weight, block, scale, None, torch.int8)
@@ -127,8 +123,7 @@ class Float8WeightOnlyConfig(QuantConfig):
 @register_handler(Float8WeightOnlyConfig)
 def _float8(weight: torch.Tensor, config: Float8WeightOnlyConfig) -> QuantizedLinearWeight:
     n, k = weight.shape
-    group = _group_of(config.granularity, k)
-    block = _block_size(group, weight, config.granularity)
+    group, block = _group_and_block(weight, config.granularity)
     # clamp to the dtype's smallest normal: an all-zero row's scale must not underflow to 0 in fp16
     scale = choose_scale_float8(weight, block, config.weight_dtype).clamp_min(torch.finfo(weight.dtype).tiny)
     scale = scale.to(weight.dtype)

@@ -87,7 +87,8 @@ def heuristic(n: int, k: int, m: int, interpreted: bool = False) -> KernelConfig
     if interpreted:  # the interpreter pays per program and per loop trip: few, large tiles
         if m <= 2:
             return KernelConfig("gemv", block_n=min(64, _pow2_at_least(n)))
-        return KernelConfig("gemm", block_n=min(64, max(16, _pow2_at_least(n))), block_m=min(64, max(16, _pow2_at_least(m))))
+        return KernelConfig("gemm", block_n=min(64, max(16, _pow2_at_least(n))),
+                            block_m=min(64, max(16, _pow2_at_least(m))))
     if m <= 2:  # the H100 tuning's pattern: 4 rows per thread, K split until ~1000 programs
         tiles = -(-n // 64)
         split_k = 1 << max(0, min(3, (1024 // max(tiles, 1)).bit_length() - 1))
