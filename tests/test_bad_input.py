@@ -160,3 +160,16 @@ def test_valid_edge_inputs_do_not_return_garbage():
     x3 = torch.randn(2, 3, 64, dtype=DT, device=DEV)
     T.assert_close_to_reference(lin(x3), T.reference_linear(x3, lin.weight, lin.bias), x=x3, weight=lin.weight,
                                 bias=lin.bias)
+
+
+def test_split_k_counters_first_made_during_graph_capture(monkeypatch):
+    """The split-K GEMV's counters are made on a device's first call; under CUDA-graph capture
+    that would be memory the graph owns, so it is a clear error (warm the model up first)."""
+    from tqk.kernels import weight_only
+    monkeypatch.setattr(weight_only, "_COUNTERS", {})
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    with pytest.raises(RuntimeError, match="before CUDA-graph capture"):
+        weight_only._split_counters(torch.device("cuda", 0), 128)
+    assert weight_only._COUNTERS == {}
+    cpu = weight_only._split_counters(torch.device("cpu"), 128)  # nothing to capture on the CPU
+    assert cpu.numel() >= 128 and int(cpu.count_nonzero()) == 0
