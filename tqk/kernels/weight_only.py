@@ -333,7 +333,7 @@ def ptx_ok(device: torch.device) -> bool:
 
 
 def _output(x2d, n: int, split_k: int) -> torch.Tensor:
-    """The kernel's output: x's dtype, or a zeroed fp32 buffer that split-K programs add into
+    """A kernel's output: x's dtype, or for the split-K GEMM a zeroed fp32 buffer its programs add into
     (the caller's .to(x.dtype) is then the one cast; without split-K it returns the tensor as is)."""
     if split_k == 1:
         return torch.empty((x2d.shape[0], n), dtype=x2d.dtype, device=x2d.device)
@@ -372,7 +372,7 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         chunk = triton.cdiv(trips, max(1, config.split_k))  # trips per split
         split_k = triton.cdiv(trips, chunk)
         tiles = triton.cdiv(n, config.block_n)
-        out = torch.empty((m, n), dtype=x2d.dtype, device=x2d.device)
+        out = _output(x2d, n, 1)  # split-K or not, the GEMV writes x's dtype itself
         parts, counts = out, out  # never read without split-K
         if split_k > 1:
             parts = torch.empty((split_k, m, n), dtype=torch.float32, device=x2d.device)
