@@ -139,8 +139,8 @@ def linear_shapes(max_m: int = 40, max_n: int = 300, max_k: int = 300, k_multipl
 def kernel_configs(kernel=None, block_n=(16, 32, 64), block_m=(16, 32, 64), split_k=(1, 2, 3), num_warps=(4,),
                    num_stages=(2,)):
     """Strategy: a tqk KernelConfig for `kernel` ("gemv", "gemm" or None: either). Every boolean
-    field of KernelConfig (schedule switches such as one_dot, block_scale) is drawn too, so a new
-    switch is exercised by the existing property tests."""
+    field of KernelConfig (schedule switches such as one_dot, block_scale, adjacent_splits) is
+    drawn too, so a new switch is exercised by the existing property tests."""
     import dataclasses
 
     from .kernels.tuning import KernelConfig
@@ -149,7 +149,7 @@ def kernel_configs(kernel=None, block_n=(16, 32, 64), block_m=(16, 32, 64), spli
     switches = {f.name: st.booleans() for f in dataclasses.fields(KernelConfig) if isinstance(f.default, bool)}
     common = dict(num_warps=st.sampled_from(num_warps), num_stages=st.sampled_from(num_stages))
     gemv = st.builds(KernelConfig, st.just("gemv"), st.sampled_from(block_n), split_k=st.sampled_from(split_k),
-                     **common)
+                     trip_blocks=st.sampled_from((1, 2)), **common, **switches)
     gemm = st.builds(KernelConfig, st.just("gemm"), st.sampled_from(block_n), st.sampled_from(block_m),
                      st.sampled_from(split_k), **common, **switches)
     return {"gemv": gemv, "gemm": gemm}[kernel] if kernel else st.one_of(gemv, gemm)

@@ -30,6 +30,8 @@ class KernelConfig:
     one_dot: bool = False  # gemm: one dot per packed block instead of one per bit plane
     block_scale: bool = False  # gemm: a group scale shared by a K block scales the block's partial
     #                            product (always done when block_m <= 32) instead of each element
+    trip_blocks: int = 2  # gemv: packed blocks decoded per loop trip (1 or 2), the next trip's loading
+    adjacent_splits: bool = False  # gemv: the K splits of one row tile are launched side by side
 
     def to_json(self) -> dict:
         return asdict(self)

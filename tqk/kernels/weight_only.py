@@ -97,14 +97,19 @@ def _scale_and_zs(scale_ptr, zero_ptr, offs, mask, ZERO_MODE: tl.constexpr, ZERO
 
 
 @triton.jit
-def _gemv_block(acc, x_total, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
+def _gemv_block(acc, x_sum, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
                 BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
                 ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
                 EVEN_K: tl.constexpr, PTX: tl.constexpr):
-    """Add one packed block (PER_WORD planes of SPAN codes per row, starting at k0) to acc."""
+    """Add one packed block (PER_WORD planes of SPAN codes per row, starting at k0) to acc.
+    x_sum: the running sum of x by column, kept only for a per-row zero-point tensor."""
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
     PER_BLOCK: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K == 0)
     PER_PLANE: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K != 0)
+    # A constant zero point goes into the decode's FADD (exact: the values are integers < 2**24);
+    # only a zero-point tensor needs sums of x, for the z * s * sum(x) term.
+    MINUS: tl.constexpr = ZERO_OFFSET if (ZERO_MODE == "offset" and not PER_PLANE) else 0
+    SUM_X: tl.constexpr = (ZERO_MODE == "tensor") and not PER_PLANE
     span = tl.arange(0, SPAN)
     for j in tl.static_range(PER_WORD):
         kk = k0 + j * SPAN + span
@@ -112,7 +117,10 @@ def _gemv_block(acc, x_total, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n,
             xj = tl.load(x_row + kk, eviction_policy="evict_last").to(tl.float32)
         else:
             xj = tl.load(x_row + kk, mask=kk < K, other=0.0, eviction_policy="evict_last").to(tl.float32)
-        vals = decode_plane(words, j, BITS, ELEMENT, PTX)
+        if ELEMENT == "uint":
+            vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS)
+        else:
+            vals = decode_plane(words, j, BITS, ELEMENT, PTX)
         if PER_PLANE:  # this plane's own group: w = vals * s - z * s, one FMA
             offs = ((k0 + j * SPAN) // GROUP_SIZE) * N + rn
             ok = mask_n & (k0 + j * SPAN < K)
@@ -121,44 +129,60 @@ def _gemv_block(acc, x_total, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n,
         elif PER_BLOCK:
             if j == 0:  # start the block's sums from its first plane: no zero-fill
                 blk = vals * xj[None, :]
-                x_blk = xj
+                if SUM_X:
+                    x_blk = xj
             else:
                 blk += vals * xj[None, :]
-                x_blk += xj
+                if SUM_X:
+                    x_blk += xj
         else:
             acc += vals * xj[None, :]
-            x_total += xj
+            if SUM_X:
+                x_sum += xj
     if PER_BLOCK:  # sum((q - z) * s * x) = s * sum(q * x) - (z * s) * sum(x) over the block
         offs = (k0 // GROUP_SIZE) * N + rn
         ok = mask_n & (k0 < K)
-        scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX)
-        acc += blk * scale[:, None] - zs[:, None] * x_blk[None, :]
-    return acc, x_total
+        scale = _load_f32(scale_ptr + offs, ok, PTX)
+        acc += blk * scale[:, None]  # two separate updates: each is one FFMA
+        if SUM_X:
+            zs = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX) * scale
+            acc -= zs[:, None] * x_blk[None, :]
+    return acc, x_sum
 
 
 @triton.jit
 def weight_only_gemv_kernel(
     x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, part_ptr, count_ptr,
-    M, N, K, words_per_row, n_groups, stride_xm, stride_om, trips_per_split,
+    M, N, K, words_per_row, n_groups, stride_xm, stride_om, trips_per_split, num_tiles,
     BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
     ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr,
-    PTX: tl.constexpr,
+    TRIP_BLOCKS: tl.constexpr, ADJACENT_SPLITS: tl.constexpr, PTX: tl.constexpr,
 ):
     # Everything stays in the [BLOCK_N, SPAN] layout of the packed-word tile: each plane is
     # multiplied into a 2-D accumulator, and the only cross-thread reduction is the last one.
-    # Two blocks are decoded per trip while the next two are already loading (registers as a
-    # double buffer: Triton's pipeliner does not stage loads that feed no tl.dot).
-    # SPLIT_K > 1: program (n, m, s) takes trips_per_split trips of K from trip s * trips_per_split,
-    # so narrow N still fills the GPU. It stores its partial sums in part[s, m, :] and counts
-    # itself in count[m, n]; the tile's last program to arrive adds the SPLIT_K partials in order
-    # of s (the same result whatever the arrival order), writes out and sets the count back to
-    # 0. No zeroed buffer, no atomics on the output, no cast kernel: one launch.
+    # TRIP_BLOCKS (1 or 2) blocks are decoded per trip while the next trip's are already loading
+    # (registers as a double buffer: Triton's pipeliner does not stage loads that feed no tl.dot,
+    # and staging them through shared memory measured slower). One block per trip holds fewer
+    # registers (more warps per SM); two amortize the loop.
+    # SPLIT_K > 1: program (n, s) takes trips_per_split two-block steps of K from step
+    # s * trips_per_split, so narrow N still fills the GPU. With ADJACENT_SPLITS the splits of one
+    # row tile are neighbours in launch order, so the rows are read as one contiguous stretch.
+    # Each program stores its partial sums in part[s, m, :] and counts itself in count[m, n]; the
+    # tile's last program to arrive adds the SPLIT_K partials in order of s (the same result
+    # whatever the arrival order), writes out and sets the count back to 0. No zeroed buffer,
+    # no atomics on the output, no cast kernel: one launch.
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
-    pid_n = tl.program_id(0)
+    pid = tl.program_id(0)
+    if ADJACENT_SPLITS:
+        pid_n = pid // SPLIT_K
+        pid_s = pid % SPLIT_K
+    else:
+        pid_n = pid % num_tiles
+        pid_s = pid // num_tiles
     m = tl.program_id(1).to(tl.int64)
     k_chunk = trips_per_split * (2 * BLOCK_K)  # written as a product so the compiler sees the
-    k_start = tl.program_id(2) * k_chunk        # alignment, and word and x loads stay vectorized
+    k_start = pid_s * k_chunk                   # alignment, and word and x loads stay vectorized
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = rn < N
     rn = tl.where(mask_n, rn, 0)  # clamp instead of masking: unmasked loads vectorize
@@ -167,33 +191,38 @@ def weight_only_gemv_kernel(
     k_end = tl.minimum(words_per_row * PER_WORD, k_start + k_chunk)
 
     acc = tl.zeros([BLOCK_N, SPAN], dtype=tl.float32)
-    x_total = tl.zeros([SPAN], dtype=tl.float32)  # sum of x, for a per-row zero point
+    x_sum = tl.zeros([SPAN], dtype=tl.float32)  # sum of x, for a per-row zero point
+    STEP: tl.constexpr = TRIP_BLOCKS * BLOCK_K
     words_a = tl.load(w_ptrs, eviction_policy="evict_first")
-    words_b = tl.load(w_ptrs + SPAN, mask=k_start + BLOCK_K < k_end, other=0, eviction_policy="evict_first")
-    for k0 in range(k_start, k_end, 2 * BLOCK_K):
-        w_ptrs += 2 * SPAN
-        next_a = tl.load(w_ptrs, mask=k0 + 2 * BLOCK_K < k_end, other=0, eviction_policy="evict_first")
-        next_b = tl.load(w_ptrs + SPAN, mask=k0 + 3 * BLOCK_K < k_end, other=0, eviction_policy="evict_first")
-        acc, x_total = _gemv_block(acc, x_total, words_a, k0, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
-                                   BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE, EVEN_K, PTX)
-        acc, x_total = _gemv_block(acc, x_total, words_b, k0 + BLOCK_K, x_row, scale_ptr, zero_ptr, rn, mask_n,
-                                   N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE, EVEN_K,
-                                   PTX)
+    if TRIP_BLOCKS == 2:
+        words_b = tl.load(w_ptrs + SPAN, mask=k_start + BLOCK_K < k_end, other=0, eviction_policy="evict_first")
+    for k0 in range(k_start, k_end, STEP):
+        w_ptrs += TRIP_BLOCKS * SPAN
+        next_a = tl.load(w_ptrs, mask=k0 + STEP < k_end, other=0, eviction_policy="evict_first")
+        if TRIP_BLOCKS == 2:
+            next_b = tl.load(w_ptrs + SPAN, mask=k0 + STEP + BLOCK_K < k_end, other=0, eviction_policy="evict_first")
+        acc, x_sum = _gemv_block(acc, x_sum, words_a, k0, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
+                                 BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE, EVEN_K, PTX)
         words_a = next_a
-        words_b = next_b
+        if TRIP_BLOCKS == 2:
+            acc, x_sum = _gemv_block(acc, x_sum, words_b, k0 + BLOCK_K, x_row, scale_ptr, zero_ptr, rn, mask_n,
+                                     N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE,
+                                     EVEN_K, PTX)
+            words_b = next_b
 
     out = tl.sum(acc, axis=1)
     if GROUP_SIZE == 0:
-        zero = _zero_of(zero_ptr, rn, mask_n, ZERO_MODE, ZERO_OFFSET)
-        out = (out - zero * tl.sum(x_total, axis=0)) * tl.load(scale_ptr + rn).to(tl.float32)
+        if ZERO_MODE == "tensor":
+            out -= _zero_of(zero_ptr, rn, mask_n, ZERO_MODE, ZERO_OFFSET) * tl.sum(x_sum, axis=0)
+        out *= tl.load(scale_ptr + rn).to(tl.float32)
     if HAS_BIAS:
         out += tl.load(bias_ptr + rn).to(tl.float32) * (k_start == 0)
     if SPLIT_K == 1:
         tl.store(out_ptr + m * stride_om + rn, out.to(out_ptr.dtype.element_ty), mask=mask_n)
     else:
-        tl.store(part_ptr + (tl.program_id(2) * M + m) * N + rn, out, mask=mask_n)
+        tl.store(part_ptr + (pid_s * M + m) * N + rn, out, mask=mask_n)
         tl.debug_barrier()  # every thread's partial is stored before the count says so
-        counter = count_ptr + m * tl.num_programs(0) + pid_n
+        counter = count_ptr + m * num_tiles + pid_n
         if tl.atomic_add(counter, 1, sem="acq_rel") == SPLIT_K - 1:
             total = tl.zeros([BLOCK_N], dtype=tl.float32)
             for s in tl.static_range(SPLIT_K):
@@ -377,10 +406,11 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         if split_k > 1:
             parts = torch.empty((split_k, m, n), dtype=torch.float32, device=x2d.device)
             counts = _split_counters(x2d.device, m * tiles)
-        weight_only_gemv_kernel[(tiles, m, split_k)](
+        weight_only_gemv_kernel[(tiles * split_k, m)](
             x2d, packed, scales, zeros, bias_arg, out, parts, counts, m, n, k, words_per_row, n_groups,
-            x2d.stride(0), out.stride(0), chunk, HAS_BIAS=bias is not None,
+            x2d.stride(0), out.stride(0), chunk, tiles, HAS_BIAS=bias is not None,
             BLOCK_N=config.block_n, SPLIT_K=split_k, PTX=ptx_ok(x2d.device),
+            TRIP_BLOCKS=config.trip_blocks, ADJACENT_SPLITS=config.adjacent_splits,
             EVEN_K=k % (2 * fmt.block_k) == 0 and words_per_row * fmt.per_word == k,
             num_warps=config.num_warps, num_stages=config.num_stages, **consts,
         )
