@@ -30,10 +30,13 @@ LLAMA3_8B = ["6144x4096", "4096x4096", "28672x4096", "4096x14336"]
 
 
 def candidates(m: int) -> list[KernelConfig]:
-    if m <= 2:  # CUDA cores: 2, 4 or 8 rows per thread (block_n / (8 * num_warps)), K split or not
-        return [KernelConfig("gemv", block_n=bn, num_warps=w, num_stages=2, split_k=sk)
-                for bn, w in ((32, 2), (64, 4), (128, 8), (32, 1), (64, 2), (128, 4), (256, 8), (64, 1),
-                              (128, 2), (256, 4)) for sk in (1, 2, 4, 8)] + \
+    if m <= 2:  # CUDA cores: 2 or 4 rows per thread (block_n / (8 * num_warps)), K split or not,
+        #        one or two blocks per loop trip, a tile's K splits side by side or apart
+        return [KernelConfig("gemv", block_n=bn, num_warps=w, num_stages=2, split_k=sk, trip_blocks=tb,
+                             adjacent_splits=adj)
+                for bn, w in ((32, 1), (64, 2), (128, 4), (32, 2), (64, 4), (128, 8), (256, 8))
+                for sk in (1, 2, 4, 8) for tb, adj in ((2, False), (1, sk > 1), (2, True))
+                if sk > 1 or not adj] + \
                [KernelConfig("gemm", block_n=64, block_m=16, split_k=sk, num_warps=4, num_stages=3)
                 for sk in (2, 4)]  # a thin tensor-core tile, for comparison
     if m <= 64:
