@@ -6,10 +6,7 @@ How one point is timed on a GPU (`time_calls`):
   2. one eager round is timed to size the graph: the graph holds `rounds` passes over all
      weight copies so that a replay lasts at least `min_replay_s` (launch cost of the graph
      itself becomes negligible);
-  3. the graph is captured and replayed for `settle_s` untimed (the SM clock climbs from idle
-     over milliseconds after the host-side work that precedes each point: without this, kernels
-     bound by issue rate rather than by memory read slow in the first replays, and the median of
-     a point could land there), then replayed `reps` times, each replay bracketed by CUDA events;
+  3. the graph is captured and replayed `reps` times, each replay bracketed by CUDA events;
      per-call time = replay time / (rounds * copies). Median, p10 and p90 are reported.
 If capture fails (a method that is not graph-safe) the same protocol runs eagerly and the
 result is flagged `graph=False`.
@@ -96,7 +93,6 @@ def time_calls(
     min_replay_s: float = 1e-3,
     max_rounds: int = 200,
     use_graph: bool = True,
-    settle_s: float = 0.05,
 ) -> Timing:
     """Time one call of fns[i](x), cycling over all fns (one per weight copy)."""
     if not fns:
@@ -104,7 +100,7 @@ def time_calls(
     if not _is_cuda(x):
         return _time_cpu(fns, x, reps=reps, warmup=warmup)
     return _time_cuda(fns, x, reps=reps, warmup=warmup, min_replay_s=min_replay_s,
-                      max_rounds=max_rounds, use_graph=use_graph, settle_s=settle_s)
+                      max_rounds=max_rounds, use_graph=use_graph)
 
 
 def _time_cpu(fns, x, *, reps: int, warmup: int) -> Timing:
@@ -120,7 +116,7 @@ def _time_cpu(fns, x, *, reps: int, warmup: int) -> Timing:
     return summarize(per_call, len(fns), graph=False)
 
 
-def _time_cuda(fns, x, *, reps, warmup, min_replay_s, max_rounds, use_graph, settle_s) -> Timing:
+def _time_cuda(fns, x, *, reps, warmup, min_replay_s, max_rounds, use_graph) -> Timing:
     # 1. warm-up on a side stream (what graph capture expects), outside any graph.
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -160,8 +156,6 @@ def _time_cuda(fns, x, *, reps, warmup, min_replay_s, max_rounds, use_graph, set
             torch.cuda.synchronize()
     captured = graph is not None
     run = graph.replay if captured else one_sample
-    for _ in range(math.ceil(settle_s / (round_s * rounds))):  # untimed: let the clocks settle
-        run()
 
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
     for s, e in events:
