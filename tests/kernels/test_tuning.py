@@ -59,6 +59,14 @@ def test_table_key_and_results_file_names():
     assert tuning.results_file("NVIDIA H100 80GB HBM3").name == "NVIDIA_H100_80GB_HBM3.json"
 
 
+@pytest.mark.parametrize("fields, problem", [(dict(kernel="gemx", block_n=32), "kernel"),
+                                             (dict(kernel="gemv", block_n=32, trip_blocks=3), "trip_blocks")])
+def test_kernel_config_rejects_what_no_kernel_runs(fields, problem):
+    # trip_blocks=3 would otherwise step past blocks it never decodes: a wrong answer, not a crash
+    with pytest.raises(ValueError, match=problem):
+        KernelConfig(**fields)
+
+
 def test_tuned_table_from_autotune_dir(tmp_path, monkeypatch, clear_tuning_caches):
     device = "Fake GPU 9000 (test)"
     tuned = KernelConfig("gemm", block_n=32, block_m=16, split_k=4, group_n=4, num_warps=2, num_stages=3)

@@ -33,6 +33,12 @@ class KernelConfig:
     trip_blocks: int = 2  # gemv: packed blocks decoded per loop trip (1 or 2), the next trip's loading
     adjacent_splits: bool = False  # gemv: the K splits of one row tile are launched side by side
 
+    def __post_init__(self):
+        if self.kernel not in ("gemv", "gemm"):
+            raise ValueError(f"KernelConfig.kernel must be 'gemv' or 'gemm', got {self.kernel!r}")
+        if self.trip_blocks not in (1, 2):
+            raise ValueError(f"KernelConfig.trip_blocks must be 1 or 2, got {self.trip_blocks!r}")
+
     def to_json(self) -> dict:
         return asdict(self)
 
