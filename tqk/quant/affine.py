@@ -83,14 +83,8 @@ def choose_qparams_affine(
     eps: float | None = None,
     scale_dtype: torch.dtype | None = None,
     zero_point_dtype: torch.dtype | None = torch.int32,
-    preserve_zero: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale and zero point for each block of `input` (torchao's choose_qparams_affine).
-
-    ASYMMETRIC with preserve_zero=False (torchao's choice for int4 weights) fits the block's own
-    [min, max] without stretching it to contain 0.0 and returns a float zero point
-    (-min / scale + quant_min, not rounded), so 0.0 need not be exactly representable; pass a
-    floating zero_point_dtype then."""
+    """Scale and zero point for each block of `input` (torchao's choose_qparams_affine)."""
     if not input.dtype.is_floating_point:
         raise TypeError(f"choose_qparams_affine needs a floating-point input, got {input.dtype}")
     quant_min, quant_max = _quant_range(target_dtype, quant_min, quant_max)
@@ -115,11 +109,6 @@ def choose_qparams_affine(
             scale = torch.where(smin > smax, smin, smax)
         scale = torch.clamp(scale, min=eps)
         zero_point = torch.full_like(scale, int((quant_max + quant_min + 1) / 2))
-    elif mapping_type == MappingType.ASYMMETRIC and not preserve_zero:
-        scale = torch.clamp((max_val - min_val) / (quant_max - quant_min), min=eps)
-        zero_point = quant_min - min_val / scale
-        if zero_point_dtype is None or not zero_point_dtype.is_floating_point:
-            raise TypeError("preserve_zero=False gives a fractional zero point: pass a floating zero_point_dtype")
     elif mapping_type == MappingType.ASYMMETRIC:
         scale = torch.clamp((max_pos - min_neg) / (quant_max - quant_min), min=eps)
         zero_point = torch.clamp(quant_min - torch.round(min_neg / scale), quant_min, quant_max)
@@ -138,7 +127,7 @@ def quantize_affine(
     quant_max: int | None = None,
 ) -> torch.Tensor:
     """q = clamp(round(input / scale) + zero_point, quant_min, quant_max), in `output_dtype`;
-    with a floating zero point (preserve_zero=False, HQQ) q = clamp(round(input / scale + zero_point)).
+    with a floating zero point (the int4 and HQQ paths) q = clamp(round(input / scale + zero_point)).
 
     Sub-byte dtypes (torch.uint4, ...) are returned in their storage dtype (uint8 / int8).
     Like torchao (and torch's quantized_decomposed ops) it multiplies by 1 / scale rather than

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from .affine import choose_qparams_affine_clipped
+
 _IMPORT_ERROR = "use_hqq=True needs the 'hqq' package: pip install hqq"
 
 
@@ -75,8 +77,6 @@ def choose_qparams_hqq(
     inv_cap = torch.clamp(zero_cap / amax.clamp(min=1e-30), max=1.0 / finfo.smallest_normal)
     # Start from the clipped min-max fit (the plain int4 path's parameters), so HQQ refines the
     # same starting point that use_hqq=False returns.
-    from .affine import choose_qparams_affine_clipped
-
     init_scale, init_zero = choose_qparams_affine_clipped(W, (1, group_size), _uint_dtype(nbits))
     inv_scale = torch.minimum(1.0 / init_scale.reshape(-1, 1), inv_cap)
     zero = init_zero.reshape(-1, 1)
