@@ -117,10 +117,7 @@ def _gemv_block(acc, x_sum, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n, N
             xj = tl.load(x_row + kk, eviction_policy="evict_last").to(tl.float32)
         else:
             xj = tl.load(x_row + kk, mask=kk < K, other=0.0, eviction_policy="evict_last").to(tl.float32)
-        if ELEMENT == "uint":
-            vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS)
-        else:
-            vals = decode_plane(words, j, BITS, ELEMENT, PTX)
+        vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS)
         if PER_PLANE:  # this plane's own group: w = vals * s - z * s, one FMA
             offs = ((k0 + j * SPAN) // GROUP_SIZE) * N + rn
             ok = mask_n & (k0 + j * SPAN < K)
@@ -268,6 +265,7 @@ def weight_only_gemm_kernel(
     # product (a second accumulator, cheap when BLOCK_M is small); otherwise to each element.
     PER_BLOCK: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K == 0) and (BLOCK_M <= 32 or BLOCK_SCALE)
     PER_ELEMENT: tl.constexpr = (GROUP_SIZE > 0) and not PER_BLOCK
+    MINUS: tl.constexpr = ZERO_OFFSET if (ZERO_MODE == "offset" and not PER_ELEMENT) else 0  # in the decode's FADD
     pid_n, pid_m = _tile_ids(tl.program_id(0), tl.cdiv(N, BLOCK_N), tl.cdiv(M, BLOCK_M), GROUP_N)
     pid_k = tl.program_id(1)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -318,10 +316,7 @@ def weight_only_gemm_kernel(
                     xt = tl.load(x_ptrs + kk)
                 else:
                     xt = tl.load(x_ptrs + kk, mask=(kk + span < K)[:, None], other=0.0)
-                if ZERO_MODE == "offset" and not PER_ELEMENT:  # code - offset in the decode's FADD
-                    vals = decode_plane(words, j, BITS, ELEMENT, PTX, ZERO_OFFSET)
-                else:
-                    vals = decode_plane(words, j, BITS, ELEMENT, PTX)
+                vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS)
                 if PER_ELEMENT:
                     if GROUP_SIZE % BLOCK_K != 0:  # this plane's own group
                         offs_j = (kk // GROUP_SIZE) * N + rn_c
