@@ -146,10 +146,12 @@ def kernel_configs(kernel=None, block_n=(16, 32, 64), block_m=(16, 32, 64), spli
     from .kernels.tuning import KernelConfig
 
     st = _st()
-    switches = {f.name: st.booleans() for f in dataclasses.fields(KernelConfig) if isinstance(f.default, bool)}
+    switches = {f.name: st.booleans() for f in dataclasses.fields(KernelConfig)
+                if isinstance(f.default, bool) and f.name != "wide"}
     common = dict(num_warps=st.sampled_from(num_warps), num_stages=st.sampled_from(num_stages))
-    gemv = st.builds(KernelConfig, st.just("gemv"), st.sampled_from(block_n), split_k=st.sampled_from(split_k),
-                     trip_blocks=st.sampled_from((1, 2)), **common, **switches)
+    gemv = st.booleans().flatmap(lambda wide: st.builds(
+        KernelConfig, st.just("gemv"), st.sampled_from(block_n), split_k=st.sampled_from(split_k), wide=st.just(wide),
+        trip_blocks=st.sampled_from((2, 4, 8, 16) if wide else (1, 2)), **common, **switches))
     gemm = st.builds(KernelConfig, st.just("gemm"), st.sampled_from(block_n), st.sampled_from(block_m),
                      st.sampled_from(split_k), **common, **switches)
     return {"gemv": gemv, "gemm": gemm}[kernel] if kernel else st.one_of(gemv, gemm)

@@ -31,12 +31,18 @@ LLAMA3_8B = ["6144x4096", "4096x4096", "28672x4096", "4096x14336"]
 
 def candidates(m: int) -> list[KernelConfig]:
     if m <= 2:  # CUDA cores: 2 or 4 rows per thread (block_n / (8 * num_warps)), K split or not,
-        #        one or two blocks per loop trip, a tile's K splits side by side or apart
+        #        one or two blocks per loop trip, a tile's K splits side by side or apart; or
+        #        wide trips: 1-32 rows, 4-16 blocks of each row loaded as one tile
         return [KernelConfig("gemv", block_n=bn, num_warps=w, num_stages=2, split_k=sk, trip_blocks=tb,
                              adjacent_splits=adj)
                 for bn, w in ((32, 1), (64, 2), (128, 4), (32, 2), (64, 4), (128, 8), (256, 8))
                 for sk in (1, 2, 4, 8) for tb, adj in ((2, False), (1, sk > 1), (2, True))
                 if sk > 1 or not adj] + \
+               [KernelConfig("gemv", block_n=bn, num_warps=w, num_stages=2, split_k=sk, trip_blocks=tb, wide=True,
+                             adjacent_splits=sk > 1)  # a few rows, long stretches of each row per trip
+                for bn, tb, w in ((1, 8, 1), (1, 16, 2), (2, 8, 1), (2, 16, 2), (4, 8, 2), (4, 16, 4), (8, 8, 4),
+                                  (8, 8, 8), (16, 8, 8), (16, 4, 4), (32, 4, 8))
+                for sk in (1, 2)] + \
                [KernelConfig("gemm", block_n=64, block_m=16, split_k=sk, num_warps=4, num_stages=3)
                 for sk in (2, 4)]  # a thin tensor-core tile, for comparison
     if m <= 64:

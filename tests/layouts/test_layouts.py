@@ -116,8 +116,9 @@ def test_gemv_kernel_matches_reference(layout, data, config):
 @pytest.mark.parametrize("split_k", [2, 3, 8], ids=lambda s: f"split_k={s}")
 @pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
 def test_gemv_split_k_covers_k_once(layout, split_k):
-    """Split-K GEMV: K cut into whole two-block trips, 5 or 6 trips (odd and even block counts,
-    a ragged last block); every code must be counted exactly once and the bias once."""
+    """Split-K GEMV: K cut into whole trips (two blocks; or four loaded as one wide tile), with
+    odd and even block counts and a ragged last block; every code must be counted exactly once
+    and the bias once."""
     fmt = layout.weight_format()
     torch.manual_seed(split_k)
     ragged = getattr(layout, "group_size", 0) or 16  # a tail shorter than a block, whole groups
@@ -128,6 +129,7 @@ def test_gemv_split_k_covers_k_once(layout, split_k):
         bias = 64 * torch.randn(24, dtype=torch.bfloat16, device=DEVICE)  # a double-counted bias must show
         case = T.LinearCase(x, qw, bias, "normal")
         _run_kernel(case, KernelConfig("gemv", block_n=16, split_k=split_k))
+        _run_kernel(case, KernelConfig("gemv", block_n=16, split_k=split_k, trip_blocks=4, wide=True))
 
 
 def test_gemv_split_k_leaves_its_counters_at_zero():

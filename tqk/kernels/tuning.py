@@ -32,12 +32,14 @@ class KernelConfig:
     #                            product (always done when block_m <= 32) instead of each element
     trip_blocks: int = 2  # gemv: packed blocks decoded per loop trip (1 or 2), the next trip's loading
     adjacent_splits: bool = False  # gemv: the K splits of one row tile are launched side by side
+    wide: bool = False  # gemv, row scales only: a trip's blocks are loaded as one tile (whole lines)
 
     def __post_init__(self):
         if self.kernel not in ("gemv", "gemm"):
             raise ValueError(f"KernelConfig.kernel must be 'gemv' or 'gemm', got {self.kernel!r}")
-        if self.trip_blocks not in (1, 2):
-            raise ValueError(f"KernelConfig.trip_blocks must be 1 or 2, got {self.trip_blocks!r}")
+        if self.trip_blocks not in ((2, 4, 8, 16) if self.wide else (1, 2)):
+            raise ValueError(f"KernelConfig.trip_blocks must be 1 or 2 (2, 4, 8 or 16 with wide=True), "
+                             f"got {self.trip_blocks!r}")
 
     def to_json(self) -> dict:
         return asdict(self)

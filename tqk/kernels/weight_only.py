@@ -97,12 +97,14 @@ def _scale_and_zs(scale_ptr, zero_ptr, offs, mask, ZERO_MODE: tl.constexpr, ZERO
 
 
 @triton.jit
-def _gemv_block(acc, x_sum, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
+def _gemv_block(acc, x_sum, words, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
                 BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
                 ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
-                EVEN_K: tl.constexpr, PTX: tl.constexpr):
-    """Add one packed block (PER_WORD planes of SPAN codes per row, starting at k0) to acc.
-    x_sum: the running sum of x by column, kept only for a per-row zero-point tensor."""
+                EVEN_K: tl.constexpr, PTX: tl.constexpr, WIDE: tl.constexpr):
+    """Add a tile of packed words starting at code k0 to acc: one block (PER_WORD planes of SPAN
+    codes per row), or with WIDE several blocks side by side. x_cols: the offset from k0 of
+    each word column's plane-0 code (plane j adds j * SPAN). x_sum: the running sum of x by
+    column, kept only for a per-row zero-point tensor."""
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
     PER_BLOCK: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K == 0)
     PER_PLANE: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K != 0)
@@ -110,15 +112,21 @@ def _gemv_block(acc, x_sum, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n, N
     # only a zero-point tensor needs sums of x, for the z * s * sum(x) term.
     MINUS: tl.constexpr = ZERO_OFFSET if (ZERO_MODE == "offset" and not PER_PLANE) else 0
     SUM_X: tl.constexpr = (ZERO_MODE == "tensor") and not PER_PLANE
-    span = tl.arange(0, SPAN)
+    if WIDE:  # blocks side by side: each column's own block start, for its group's scale
+        k_col = k0 + x_cols - x_cols % SPAN
     for j in tl.static_range(PER_WORD):
-        kk = k0 + j * SPAN + span
-        if EVEN_K:  # K is a multiple of two blocks (one trip): no mask, so the x loads vectorize
+        kk = k0 + j * SPAN + x_cols
+        if EVEN_K:  # K is a multiple of a split's step: no mask, so the x loads vectorize
             xj = tl.load(x_row + kk, eviction_policy="evict_last").to(tl.float32)
         else:
             xj = tl.load(x_row + kk, mask=kk < K, other=0.0, eviction_policy="evict_last").to(tl.float32)
         vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS)
-        if PER_PLANE:  # this plane's own group: w = vals * s - z * s, one FMA
+        if PER_PLANE and WIDE:  # [BLOCK_N, COLS] scales: a column's group depends on its block
+            offs = ((k_col + j * SPAN) // GROUP_SIZE)[None, :] * N + rn[:, None]
+            ok = mask_n[:, None] & (k_col + j * SPAN < K)[None, :]
+            scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET)
+            acc += (vals * scale - zs) * xj[None, :]
+        elif PER_PLANE:  # this plane's own group: w = vals * s - z * s, one FMA
             offs = ((k0 + j * SPAN) // GROUP_SIZE) * N + rn
             ok = mask_n & (k0 + j * SPAN < K)
             scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX)
@@ -136,7 +144,15 @@ def _gemv_block(acc, x_sum, words, k0, x_row, scale_ptr, zero_ptr, rn, mask_n, N
             acc += vals * xj[None, :]
             if SUM_X:
                 x_sum += xj
-    if PER_BLOCK:  # sum((q - z) * s * x) = s * sum(q * x) - (z * s) * sum(x) over the block
+    if PER_BLOCK and WIDE:
+        offs = (k_col // GROUP_SIZE)[None, :] * N + rn[:, None]
+        ok = mask_n[:, None] & (k_col < K)[None, :]
+        scale = _load_f32(scale_ptr + offs, ok, False)
+        acc += blk * scale
+        if SUM_X:
+            zs = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET) * scale
+            acc -= zs * x_blk[None, :]
+    elif PER_BLOCK:  # sum((q - z) * s * x) = s * sum(q * x) - (z * s) * sum(x) over the block
         offs = (k0 // GROUP_SIZE) * N + rn
         ok = mask_n & (k0 < K)
         scale = _load_f32(scale_ptr + offs, ok, PTX)
@@ -155,6 +171,7 @@ def weight_only_gemv_kernel(
     ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr,
     TRIP_BLOCKS: tl.constexpr, ADJACENT_SPLITS: tl.constexpr, PTX: tl.constexpr,
+    WIDE: tl.constexpr = False,
 ):
     # Everything stays in the [BLOCK_N, SPAN] layout of the packed-word tile: each plane is
     # multiplied into a 2-D accumulator, and the only cross-thread reduction is the last one.
@@ -162,7 +179,10 @@ def weight_only_gemv_kernel(
     # (registers as a double buffer: Triton's pipeliner does not stage loads that feed no tl.dot,
     # and staging them through shared memory measured slower). One block per trip holds fewer
     # registers (more warps per SM); two amortize the loop.
-    # SPLIT_K > 1: program (n, s) takes trips_per_split two-block steps of K from step
+    # WIDE: the trip's TRIP_BLOCKS (2 to 16) blocks are one [BLOCK_N, TRIP_BLOCKS * SPAN] tile,
+    # so a program of a few rows reads 0.5-1 KB of each row per load: long stretches of DRAM,
+    # which is what a byte-bound format (int8, fp8) needs (perf notes 17).
+    # SPLIT_K > 1: program (n, s) takes trips_per_split steps of max(2, TRIP_BLOCKS) blocks from step
     # s * trips_per_split, so narrow N still fills the GPU. With ADJACENT_SPLITS the splits of one
     # row tile are neighbours in launch order, so the rows are read as one contiguous stretch.
     # Each program stores its partial sums in part[s, m, :] and counts itself in count[m, n]; the
@@ -178,33 +198,46 @@ def weight_only_gemv_kernel(
         pid_n = pid % num_tiles
         pid_s = pid // num_tiles
     m = tl.program_id(1).to(tl.int64)
-    k_chunk = trips_per_split * (2 * BLOCK_K)  # written as a product so the compiler sees the
+    UNIT: tl.constexpr = TRIP_BLOCKS if TRIP_BLOCKS > 2 else 2  # blocks per step of a split
+    k_chunk = trips_per_split * (UNIT * BLOCK_K)  # written as a product so the compiler sees the
     k_start = pid_s * k_chunk                   # alignment, and word and x loads stay vectorized
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_n = rn < N
     rn = tl.where(mask_n, rn, 0)  # clamp instead of masking: unmasked loads vectorize
-    w_ptrs = w_ptr + rn[:, None].to(tl.int64) * words_per_row + (k_start // PER_WORD + tl.arange(0, SPAN))[None, :]
+    # WIDE: word column c is word c % SPAN of the trip's block c // SPAN; a group scale is then
+    # loaded per element (a column's block decides its group).
+    COLS: tl.constexpr = TRIP_BLOCKS * SPAN if WIDE else SPAN
+    col = tl.arange(0, COLS)
+    x_cols = (col // SPAN) * BLOCK_K + col % SPAN if WIDE else col
+    w_ptrs = w_ptr + rn[:, None].to(tl.int64) * words_per_row + (k_start // PER_WORD + col)[None, :]
     x_row = x_ptr + m * stride_xm
     k_end = tl.minimum(words_per_row * PER_WORD, k_start + k_chunk)
 
-    acc = tl.zeros([BLOCK_N, SPAN], dtype=tl.float32)
-    x_sum = tl.zeros([SPAN], dtype=tl.float32)  # sum of x, for a per-row zero point
+    acc = tl.zeros([BLOCK_N, COLS], dtype=tl.float32)
+    x_sum = tl.zeros([COLS], dtype=tl.float32)  # sum of x, for a per-row zero point
     STEP: tl.constexpr = TRIP_BLOCKS * BLOCK_K
-    words_a = tl.load(w_ptrs, eviction_policy="evict_first")
-    if TRIP_BLOCKS == 2:
+    if WIDE:  # a trip may hold fewer blocks than TRIP_BLOCKS only at the end of K
+        col_k = ((col // SPAN) * BLOCK_K)[None, :]
+        words_a = tl.load(w_ptrs, mask=k_start + col_k < k_end, other=0, eviction_policy="evict_first")
+    else:
+        words_a = tl.load(w_ptrs, eviction_policy="evict_first")
+    if TRIP_BLOCKS == 2 and not WIDE:
         words_b = tl.load(w_ptrs + SPAN, mask=k_start + BLOCK_K < k_end, other=0, eviction_policy="evict_first")
     for k0 in range(k_start, k_end, STEP):
         w_ptrs += TRIP_BLOCKS * SPAN
-        next_a = tl.load(w_ptrs, mask=k0 + STEP < k_end, other=0, eviction_policy="evict_first")
-        if TRIP_BLOCKS == 2:
+        if WIDE:
+            next_a = tl.load(w_ptrs, mask=k0 + STEP + col_k < k_end, other=0, eviction_policy="evict_first")
+        else:
+            next_a = tl.load(w_ptrs, mask=k0 + STEP < k_end, other=0, eviction_policy="evict_first")
+        if TRIP_BLOCKS == 2 and not WIDE:
             next_b = tl.load(w_ptrs + SPAN, mask=k0 + STEP + BLOCK_K < k_end, other=0, eviction_policy="evict_first")
-        acc, x_sum = _gemv_block(acc, x_sum, words_a, k0, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
-                                 BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE, EVEN_K, PTX)
+        acc, x_sum = _gemv_block(acc, x_sum, words_a, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
+                                 BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE, EVEN_K, PTX, WIDE)
         words_a = next_a
-        if TRIP_BLOCKS == 2:
-            acc, x_sum = _gemv_block(acc, x_sum, words_b, k0 + BLOCK_K, x_row, scale_ptr, zero_ptr, rn, mask_n,
+        if TRIP_BLOCKS == 2 and not WIDE:
+            acc, x_sum = _gemv_block(acc, x_sum, words_b, k0 + BLOCK_K, x_cols, x_row, scale_ptr, zero_ptr, rn, mask_n,
                                      N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE,
-                                     EVEN_K, PTX)
+                                     EVEN_K, PTX, WIDE)
             words_b = next_b
 
     out = tl.sum(acc, axis=1)
@@ -392,7 +425,8 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
     bias_arg = scales if bias is None else bias
     words_per_row, n_groups = packed.shape[1], scales.shape[0]
     if config.kernel == "gemv":
-        trips = triton.cdiv(words_per_row // fmt.span, 2)  # a trip decodes two blocks
+        unit = max(2, config.trip_blocks)  # blocks per step of a split (the kernel's UNIT)
+        trips = triton.cdiv(words_per_row // fmt.span, unit)
         chunk = triton.cdiv(trips, max(1, config.split_k))  # trips per split
         split_k = triton.cdiv(trips, chunk)
         tiles = triton.cdiv(n, config.block_n)
@@ -405,8 +439,8 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
             x2d, packed, scales, zeros, bias_arg, out, parts, counts, m, n, k, words_per_row, n_groups,
             x2d.stride(0), out.stride(0), chunk, tiles, HAS_BIAS=bias is not None,
             BLOCK_N=config.block_n, SPLIT_K=split_k, PTX=ptx_ok(x2d.device),
-            TRIP_BLOCKS=config.trip_blocks, ADJACENT_SPLITS=config.adjacent_splits,
-            EVEN_K=k % (2 * fmt.block_k) == 0 and words_per_row * fmt.per_word == k,
+            TRIP_BLOCKS=config.trip_blocks, ADJACENT_SPLITS=config.adjacent_splits, WIDE=config.wide,
+            EVEN_K=k % (unit * fmt.block_k) == 0 and words_per_row * fmt.per_word == k,
             num_warps=config.num_warps, num_stages=config.num_stages, **consts,
         )
         return out
