@@ -93,6 +93,7 @@ def time_calls(
     min_replay_s: float = 1e-3,
     max_rounds: int = 200,
     use_graph: bool = True,
+    settle_s: float = 0.1,
 ) -> Timing:
     """Time one call of fns[i](x), cycling over all fns (one per weight copy)."""
     if not fns:
@@ -100,7 +101,7 @@ def time_calls(
     if not _is_cuda(x):
         return _time_cpu(fns, x, reps=reps, warmup=warmup)
     return _time_cuda(fns, x, reps=reps, warmup=warmup, min_replay_s=min_replay_s,
-                      max_rounds=max_rounds, use_graph=use_graph)
+                      max_rounds=max_rounds, use_graph=use_graph, settle_s=settle_s)
 
 
 def _time_cpu(fns, x, *, reps: int, warmup: int) -> Timing:
@@ -116,7 +117,7 @@ def _time_cpu(fns, x, *, reps: int, warmup: int) -> Timing:
     return summarize(per_call, len(fns), graph=False)
 
 
-def _time_cuda(fns, x, *, reps, warmup, min_replay_s, max_rounds, use_graph) -> Timing:
+def _time_cuda(fns, x, *, reps, warmup, min_replay_s, max_rounds, use_graph, settle_s) -> Timing:
     # 1. warm-up on a side stream (what graph capture expects), outside any graph.
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -156,6 +157,14 @@ def _time_cuda(fns, x, *, reps, warmup, min_replay_s, max_rounds, use_graph) -> 
             torch.cuda.synchronize()
     captured = graph is not None
     run = graph.replay if captured else one_sample
+
+    # 3. settle: replay for about settle_s before timing. On the H100 the first tens of
+    #    milliseconds of replays over freshly made weight copies ran up to 15% slower for some
+    #    kernels (tqk's GEMVs; not cuBLAS), then stayed at the fast level: not the steady state a
+    #    model decodes in (docs/perf-notes.md 17).
+    for _ in range(int(min(1000, math.ceil(settle_s / (round_s * rounds))))):
+        run()
+    torch.cuda.synchronize()
 
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
     for s, e in events:
