@@ -6,7 +6,9 @@ How one point is timed on a GPU (`time_calls`):
   2. one eager round is timed to size the graph: the graph holds `rounds` passes over all
      weight copies so that a replay lasts at least `min_replay_s` (launch cost of the graph
      itself becomes negligible);
-  3. the graph is captured and replayed `reps` times, each replay bracketed by CUDA events;
+  3. the graph is captured, replayed for `settle_s` untimed (the first tens of milliseconds of
+     replays over freshly made copies can run slow), then replayed `reps` times, each replay
+     bracketed by CUDA events;
      per-call time = replay time / (rounds * copies). Median, p10 and p90 are reported.
 If capture fails (a method that is not graph-safe) the same protocol runs eagerly and the
 result is flagged `graph=False`.
@@ -158,7 +160,7 @@ def _time_cuda(fns, x, *, reps, warmup, min_replay_s, max_rounds, use_graph, set
     captured = graph is not None
     run = graph.replay if captured else one_sample
 
-    # 3. settle: replay for about settle_s before timing. On the H100 the first tens of
+    # settle: replay for about settle_s before timing. On the H100 the first tens of
     #    milliseconds of replays over freshly made weight copies ran up to 15% slower for some
     #    kernels (tqk's GEMVs; not cuBLAS), then stayed at the fast level: not the steady state a
     #    model decodes in (docs/perf-notes.md 17).
