@@ -140,7 +140,8 @@ def kernel_configs(kernel=None, block_n=(16, 32, 64), block_m=(16, 32, 64), spli
                    num_stages=(2,)):
     """Strategy: a tqk KernelConfig for `kernel` ("gemv", "gemm" or None: either). Every boolean
     field of KernelConfig (schedule switches such as one_dot, block_scale, adjacent_splits) is
-    drawn too, so a new switch is exercised by the existing property tests."""
+    drawn too, so a new switch is exercised by the existing property tests; `wide` decides which
+    trip lengths the GEMV may draw."""
     import dataclasses
 
     from .kernels.tuning import KernelConfig

@@ -30,9 +30,10 @@ class KernelConfig:
     one_dot: bool = False  # gemm: one dot per packed block instead of one per bit plane
     block_scale: bool = False  # gemm: a group scale shared by a K block scales the block's partial
     #                            product (always done when block_m <= 32) instead of each element
-    trip_blocks: int = 2  # gemv: packed blocks decoded per loop trip (1 or 2), the next trip's loading
+    trip_blocks: int = 2  # gemv: packed blocks decoded per loop trip (1 or 2; 2-16 if wide), the next
+    #                       trip's loading meanwhile
     adjacent_splits: bool = False  # gemv: the K splits of one row tile are launched side by side
-    wide: bool = False  # gemv, row scales only: a trip's blocks are loaded as one tile (whole lines)
+    wide: bool = False  # gemv: a trip's blocks of each row are loaded as one tile (whole 128-byte lines)
 
     def __post_init__(self):
         if self.kernel not in ("gemv", "gemm"):

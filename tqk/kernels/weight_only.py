@@ -216,19 +216,13 @@ def weight_only_gemv_kernel(
     acc = tl.zeros([BLOCK_N, COLS], dtype=tl.float32)
     x_sum = tl.zeros([COLS], dtype=tl.float32)  # sum of x, for a per-row zero point
     STEP: tl.constexpr = TRIP_BLOCKS * BLOCK_K
-    if WIDE:  # a trip may hold fewer blocks than TRIP_BLOCKS only at the end of K
-        col_k = ((col // SPAN) * BLOCK_K)[None, :]
-        words_a = tl.load(w_ptrs, mask=k_start + col_k < k_end, other=0, eviction_policy="evict_first")
-    else:
-        words_a = tl.load(w_ptrs, eviction_policy="evict_first")
+    col_k = ((col // SPAN) * BLOCK_K)[None, :]  # each column's block, from the trip's start (0 unless WIDE)
+    words_a = tl.load(w_ptrs, mask=k_start + col_k < k_end, other=0, eviction_policy="evict_first")
     if TRIP_BLOCKS == 2 and not WIDE:
         words_b = tl.load(w_ptrs + SPAN, mask=k_start + BLOCK_K < k_end, other=0, eviction_policy="evict_first")
     for k0 in range(k_start, k_end, STEP):
         w_ptrs += TRIP_BLOCKS * SPAN
-        if WIDE:
-            next_a = tl.load(w_ptrs, mask=k0 + STEP + col_k < k_end, other=0, eviction_policy="evict_first")
-        else:
-            next_a = tl.load(w_ptrs, mask=k0 + STEP < k_end, other=0, eviction_policy="evict_first")
+        next_a = tl.load(w_ptrs, mask=k0 + STEP + col_k < k_end, other=0, eviction_policy="evict_first")
         if TRIP_BLOCKS == 2 and not WIDE:
             next_b = tl.load(w_ptrs + SPAN, mask=k0 + STEP + BLOCK_K < k_end, other=0, eviction_policy="evict_first")
         acc, x_sum = _gemv_block(acc, x_sum, words_a, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
