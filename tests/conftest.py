@@ -60,7 +60,8 @@ def clear_tuning_caches():
 
     def clear():
         tuning._select.cache_clear()
-        tuning._tuned_table.cache_clear()
+        tuning._read_table.cache_clear()
+        tuning.tuned_files.cache_clear()
     clear()
     yield
     clear()

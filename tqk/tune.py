@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import torch
 import torch.nn.functional as F
+import triton
 
 from .configs import Float8WeightOnlyConfig, Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_weight
-from .kernels.tuning import KernelConfig, heuristic, m_bucket, results_file, table_key
+from .kernels.tuning import KernelConfig, gpu_traits, heuristic, m_bucket, results_file, table_key
 from .kernels.weight_only import launch_weight_only
 
 FORMATS = {
@@ -84,10 +86,10 @@ def main(argv=None):
     if not torch.cuda.is_available():
         raise SystemExit("tqk.tune needs a CUDA GPU")
     device = torch.device("cuda")
-    name = torch.cuda.get_device_name()
-    path = args.out or results_file(name)
-    table = json.loads(open(path).read()) if __import__("os").path.exists(path) else {"device": name, "configs": {}}
-    table.update(device=name, torch=torch.__version__, triton=__import__("triton").__version__)
+    gpu = gpu_traits(device.index or 0)
+    path = args.out or results_file(gpu.name)
+    table = json.loads(open(path).read()) if os.path.exists(path) else {"configs": {}}
+    table.update(gpu.to_json(), torch=torch.__version__, triton=triton.__version__)
 
     from .bench.timing import copies_needed, l2_cache_bytes, time_calls
 

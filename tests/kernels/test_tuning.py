@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tqk.kernels import tuning
-from tqk.kernels.tuning import M_BUCKETS, KernelConfig, heuristic, m_bucket, select_config, table_key
+from tqk.kernels.tuning import M_BUCKETS, GpuTraits, KernelConfig, heuristic, m_bucket, select_config, table_key
 
 POW2 = {1 << i for i in range(12)}
 
@@ -71,7 +71,7 @@ def test_kernel_config_rejects_what_no_kernel_runs(fields, problem):
 
 
 def test_tuned_table_from_autotune_dir(tmp_path, monkeypatch, clear_tuning_caches):
-    device = "Fake GPU 9000 (test)"
+    device = GpuTraits("Fake GPU 9000 (test)", (9, 0), 132)
     tuned = KernelConfig("gemm", block_n=32, block_m=16, split_k=4, group_n=4, num_warps=2, num_stages=3)
     gemv = KernelConfig("gemv", block_n=8, num_warps=1, num_stages=5)
     (tmp_path / "Fake_GPU_9000_test.json").write_text(json.dumps({"configs": {
@@ -80,7 +80,7 @@ def test_tuned_table_from_autotune_dir(tmp_path, monkeypatch, clear_tuning_cache
     }}))
     monkeypatch.setenv("TQK_AUTOTUNE_DIR", str(tmp_path))
     assert tuning.results_dir() == tmp_path
-    assert tuning.results_file(device) == tmp_path / "Fake_GPU_9000_test.json"
+    assert tuning.results_file(device.name) == tmp_path / "Fake_GPU_9000_test.json"
     # Every M in the bucket gets the tuned entry ...
     for m in (9, 12, 16):
         assert tuning._select("uint4_g128_tensor", 512, 1024, m_bucket(m), device) == tuned
@@ -93,8 +93,9 @@ def test_tuned_table_from_autotune_dir(tmp_path, monkeypatch, clear_tuning_cache
 
 def test_missing_table_means_heuristic(tmp_path, monkeypatch, clear_tuning_caches):
     monkeypatch.setenv("TQK_AUTOTUNE_DIR", str(tmp_path / "nothing here"))
-    assert tuning._tuned_table("Some GPU") == {}
-    assert tuning._select("uint8_row_offset", 64, 64, 4, "Some GPU") == heuristic(64, 64, 4)
+    gpu = GpuTraits("Some GPU", (9, 0), 132)
+    assert tuning.tuned_files(gpu) == ()
+    assert tuning._select("uint8_row_offset", 64, 64, 4, gpu) == heuristic(64, 64, 4)
 
 
 def test_table_is_read_once_per_device(tmp_path, monkeypatch, clear_tuning_caches):
@@ -103,12 +104,47 @@ def test_table_is_read_once_per_device(tmp_path, monkeypatch, clear_tuning_cache
     path = tmp_path / "GPU_A.json"
     first = KernelConfig("gemm", 64, 16)
     path.write_text(json.dumps({"configs": {table_key("k", 64, 64, 16): first.to_json()}}))
-    assert tuning._select("k", 64, 64, 16, "GPU A") == first
+    gpu = GpuTraits("GPU A", (8, 0), 108)
+    assert tuning._select("k", 64, 64, 16, gpu) == first
     path.write_text(json.dumps({"configs": {table_key("k", 64, 64, 16): KernelConfig("gemm", 16, 16).to_json()}}))
-    assert tuning._select("k", 64, 64, 16, "GPU A") == first
+    assert tuning._select("k", 64, 64, 16, gpu) == first
     tuning._select.cache_clear()
-    tuning._tuned_table.cache_clear()
-    assert tuning._select("k", 64, 64, 16, "GPU A") == KernelConfig("gemm", 16, 16)
+    tuning._read_table.cache_clear()
+    assert tuning._select("k", 64, 64, 16, gpu) == KernelConfig("gemm", 16, 16)
+
+
+def test_siblings_tables_fill_in_for_shapes_a_gpu_has_not_tuned(tmp_path, monkeypatch, clear_tuning_caches):
+    """A GPU with no entry for a shape takes the entry of a GPU with the same compute capability and
+    multiprocessor count (an H200 reads the H100's file), its own entries first."""
+    monkeypatch.setenv("TQK_AUTOTUNE_DIR", str(tmp_path))
+    older, own, other_arch = (KernelConfig("gemm", 64, 16), KernelConfig("gemm", 32, 16), KernelConfig("gemm", 16, 16))
+
+    def write(name, traits, configs):
+        meta = GpuTraits(name, *traits).to_json() if traits else {}
+        tuning.results_file(name).write_text(json.dumps(dict(meta, configs={
+            table_key(f, 64, 64, 16): c.to_json() for f, c in configs.items()})))
+    write("Hopper One", ((9, 0), 132), {"a": older, "b": older})
+    write("Hopper Two", ((9, 0), 132), {"b": own})
+    write("Hopper Small", ((9, 0), 114), {"c": other_arch})
+    write("Ampere", ((8, 0), 132), {"c": other_arch})
+    write("Unlabelled", None, {"c": other_arch})
+    gpu = GpuTraits("Hopper Two", (9, 0), 132)
+    assert [p.name for p in tuning.tuned_files(gpu)] == ["Hopper_Two.json", "Hopper_One.json"]
+    assert tuning._select("a", 64, 64, 16, gpu) == older  # only the sibling has it
+    assert tuning._select("b", 64, 64, 16, gpu) == own  # its own file first
+    assert tuning._select("c", 64, 64, 16, gpu) == heuristic(64, 64, 16)  # other chips never count
+    # a GPU with no file of its own still reads its siblings'
+    assert tuning._select("b", 64, 64, 16, GpuTraits("Hopper Three", (9, 0), 132)) == older
+
+
+def test_shipped_tables_say_which_gpus_they_suit():
+    """Every file in autotune_results/ names its capability and SM count, so siblings can find it."""
+    files = sorted(tuning.results_dir().glob("*.json"))
+    assert files
+    for path in files:
+        meta = json.loads(path.read_text())
+        assert len(meta["capability"]) == 2 and meta["multiprocessors"] > 0, path.name
+        assert tuning.results_file(meta["device"]) == path
 
 
 @pytest.mark.parametrize("m", [0, 1, 2, 3, 17])

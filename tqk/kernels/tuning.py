@@ -1,8 +1,10 @@
 """Which kernel and tile a call uses: measured configs as data, a heuristic for the rest.
 
 Configs live in autotune_results/<gpu name>.json (written by `python -m tqk.tune`), keyed by
-"<format key>:<N>x<K>:m<M bucket>". A shape that is not in the file gets the heuristic, so a
-call never autotunes on the hot path. The file is read once per process and device name.
+"<format key>:<N>x<K>:m<M bucket>". A shape that is not in the GPU's own file is looked up in the
+files of its siblings (same compute capability and multiprocessor count, e.g. an H200 reads the
+H100's: the same SMs, so the same tiles fit and the same schedules fill the chip), then gets the
+heuristic, so a call never autotunes on the hot path. Files are read once per process.
 """
 from __future__ import annotations
 
@@ -63,12 +65,43 @@ def results_file(device_name: str) -> Path:
     return results_dir() / (re.sub(r"[^A-Za-z0-9.-]+", "_", device_name).strip("_") + ".json")
 
 
+@dataclass(frozen=True)
+class GpuTraits:
+    """What decides whether one GPU's tuned tiles suit another."""
+
+    name: str
+    capability: tuple  # (major, minor)
+    multiprocessors: int
+
+    def to_json(self) -> dict:
+        return dict(device=self.name, capability=list(self.capability), multiprocessors=self.multiprocessors)
+
+
+def gpu_traits(index: int = 0) -> GpuTraits:
+    p = torch.cuda.get_device_properties(index)
+    return GpuTraits(p.name, (p.major, p.minor), p.multi_processor_count)
+
+
 @functools.lru_cache(maxsize=None)
-def _tuned_table(device_name: str) -> dict:
-    path = results_file(device_name)
-    if not path.exists():
-        return {}
-    return {k: KernelConfig(**v) for k, v in json.loads(path.read_text())["configs"].items()}
+def _read_table(path: Path) -> tuple[dict, dict]:
+    """(metadata, {key: KernelConfig}) of one results file."""
+    data = json.loads(path.read_text())
+    return {k: v for k, v in data.items() if k != "configs"}, \
+        {k: KernelConfig(**v) for k, v in data["configs"].items()}
+
+
+@functools.lru_cache(maxsize=None)
+def tuned_files(gpu: GpuTraits) -> tuple[Path, ...]:
+    """The results files a GPU reads, in order: its own, then its siblings' by name."""
+    own = results_file(gpu.name)
+    siblings = []
+    for path in sorted(results_dir().glob("*.json")) if results_dir().is_dir() else ():
+        if path == own:
+            continue
+        meta, _ = _read_table(path)
+        if tuple(meta.get("capability", ())) == gpu.capability and meta.get("multiprocessors") == gpu.multiprocessors:
+            siblings.append(path)
+    return ((own,) if own.exists() else ()) + tuple(siblings)
 
 
 def table_key(format_key: str, n: int, k: int, m: int) -> str:
@@ -76,21 +109,25 @@ def table_key(format_key: str, n: int, k: int, m: int) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _device_name(index: int) -> str:
-    return torch.cuda.get_device_name(index)
+def _gpu(index: int) -> GpuTraits:
+    return gpu_traits(index)
 
 
 @functools.lru_cache(maxsize=4096)
-def _select(format_key: str, n: int, k: int, bucket: int, device: str) -> KernelConfig:
-    if device == "cpu":
+def _select(format_key: str, n: int, k: int, bucket: int, gpu: GpuTraits | None) -> KernelConfig:
+    if gpu is None:
         return heuristic(n, k, bucket, interpreted=True)
-    found = _tuned_table(device).get(f"{format_key}:{n}x{k}:m{bucket}")
-    return found or heuristic(n, k, bucket)
+    key = f"{format_key}:{n}x{k}:m{bucket}"
+    for path in tuned_files(gpu):
+        found = _read_table(path)[1].get(key)
+        if found is not None:
+            return found
+    return heuristic(n, k, bucket)
 
 
 def select_config(format_key: str, n: int, k: int, m: int, device: torch.device) -> KernelConfig:
-    name = "cpu" if device.type != "cuda" else _device_name(device.index or 0)
-    return _select(format_key, n, k, m_bucket(m), name)
+    gpu = _gpu(device.index or 0) if device.type == "cuda" else None
+    return _select(format_key, n, k, m_bucket(m), gpu)
 
 
 def heuristic(n: int, k: int, m: int, interpreted: bool = False) -> KernelConfig:
