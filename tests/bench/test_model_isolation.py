@@ -85,19 +85,21 @@ def test_timeout_kills_the_child_and_keeps_its_partial_results(tmp_path, monkeyp
     monkeypatch.setenv(mb._HANG_ENV, "bf16:decode")  # the bf16 child sleeps for an hour before decoding
     out = tmp_path / "out"
     t0 = time.perf_counter()
-    rc = cli.main(["model", *SMALL, "--configs", "tqk-int8,bf16", "--config-timeout", "10", "--out", str(out)])
+    # 40 s: the hanging child is killed then, and tqk-int8 (Triton's interpreter on a 2-core CI
+    # machine) must finish inside it; 10 s was too short on a slower machine.
+    rc = cli.main(["model", *SMALL, "--configs", "tqk-int8,bf16", "--config-timeout", "40", "--out", str(out)])
     elapsed = time.perf_counter() - t0
     assert rc == 0
-    assert elapsed < 60, elapsed
+    assert elapsed < 120, elapsed
     printed = capsys.readouterr().out
-    assert "hangs at decode" in printed and "timed out after 10s: killed" in printed
+    assert "hangs at decode" in printed and "timed out after 40s: killed" in printed
     if os.path.isdir("/proc"):
         assert _processes_with_env(marker) == []  # the child and its group are gone
     rows = {r["config"]: r for r in _read_csv(out / "model_results.csv")}
     assert list(rows) == ["bf16", "tqk-int8"]
     bf16 = rows["bf16"]
     # what the child reported before it hung: accuracy, prefill, weights; no decode
-    assert bf16["note"] == "timed out after 10 s"
+    assert bf16["note"] == "timed out after 40 s"
     assert float(bf16["agreement"]) == 1.0 and float(bf16["prefill_ms"]) > 0 and float(bf16["weight_mib"]) > 0
     assert bf16["tokens_per_s_b1"] == ""
     # the next config ran, against bf16's reference logits written before the hang
@@ -105,7 +107,7 @@ def test_timeout_kills_the_child_and_keeps_its_partial_results(tmp_path, monkeyp
     assert q["note"] == "" and float(q["tokens_per_s_b1"]) > 0 and float(q["logit_sqnr_db"]) > 20
     assert "reference logits: from a bf16 copy" not in printed
     table = (out / "model_table.txt").read_text()
-    assert "timed out after 10 s" in table
+    assert "timed out after 40 s" in table
     meta = json.loads((out / "model_meta.json").read_text())
     assert meta["finished"] is True and meta["done"] == ["bf16", "tqk-int8"] and meta["isolate"] is True
 
