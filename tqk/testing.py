@@ -32,7 +32,8 @@ __all__ = [
     "kernel_configs",
     "quantize_for_layout", "random_codes_weight", "quantized_linear_cases", "LinearCase",
     "exact_linear_case", "exact_linear_cases", "valid_codes", "assert_exact", "unpack_reference",
-    "dequantize_reference", "reference_linear", "linear_magnitude", "sqnr", "unit_roundoff",
+    "dequantize_reference", "reference_linear", "linear_magnitude", "carried_bias_magnitude", "sqnr",
+    "unit_roundoff",
     "assert_close_to_reference", "input_scale_for",
 ]
 
@@ -141,18 +142,19 @@ def kernel_configs(kernel=None, block_n=(16, 32, 64), block_m=(16, 32, 64), spli
     """Strategy: a tqk KernelConfig for `kernel` ("gemv", "gemm" or None: either). Every boolean
     field of KernelConfig (schedule switches such as one_dot, block_scale, adjacent_splits) is
     drawn too, so a new switch is exercised by the existing property tests; `wide` decides which
-    trip lengths the GEMV may draw."""
+    trip lengths the GEMV may draw, and whether it may be `biased` (narrow trips only)."""
     import dataclasses
 
     from .kernels.tuning import KernelConfig
 
     st = _st()
     switches = {f.name: st.booleans() for f in dataclasses.fields(KernelConfig)
-                if isinstance(f.default, bool) and f.name != "wide"}
+                if isinstance(f.default, bool) and f.name not in ("wide", "biased")}
     common = dict(num_warps=st.sampled_from(num_warps), num_stages=st.sampled_from(num_stages))
     gemv = st.booleans().flatmap(lambda wide: st.builds(
         KernelConfig, st.just("gemv"), st.sampled_from(block_n), split_k=st.sampled_from(split_k), wide=st.just(wide),
-        trip_blocks=st.sampled_from((2, 4, 8, 16) if wide else (1, 2)), **common, **switches))
+        trip_blocks=st.sampled_from((2, 4, 8, 16) if wide else (1, 2)),
+        biased=st.just(False) if wide else st.booleans(), **common, **switches))
     gemm = st.builds(KernelConfig, st.just("gemm"), st.sampled_from(block_n), st.sampled_from(block_m),
                      st.sampled_from(split_k), **common, **switches)
     return {"gemv": gemv, "gemm": gemm}[kernel] if kernel else st.one_of(gemv, gemm)
@@ -407,6 +409,18 @@ def reference_linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None) 
     return out if bias is None else out + bias.detach().double()
 
 
+def carried_bias_magnitude(x: torch.Tensor, weight) -> torch.Tensor:
+    """sum_k |x_k| * |s_k| * gemv_bias per output: the scale at which a kernel that leaves a bias
+    of gemv_bias code units on decoded values (WeightFormat.gemv_bias) rounds one block's sums
+    before the zero point takes the bias off. 0 for float weights and unbiased formats."""
+    fmt = weight.quant_layout.weight_format() if isinstance(weight, QuantizedLinearWeight) else None
+    if fmt is None or fmt.gemv_bias == 0:
+        return torch.zeros(x.shape[:-1] + (weight.shape[0],), dtype=torch.float64, device=x.device)
+    group_of = torch.arange(weight.shape[1], device=x.device) // (fmt.group_size or weight.shape[1])
+    scales = weight.scales.double().abs().t()[:, group_of]
+    return fmt.gemv_bias * (x.detach().double().abs() @ scales.t())
+
+
 def linear_magnitude(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.Tensor:
     """float64 sum_k |x_k| * |w_k| (+ |bias|) per output: the scale of the rounding errors."""
     out = x.detach().double().abs() @ _magnitude_matrix(weight).t()
@@ -446,7 +460,11 @@ def assert_close_to_reference(out: torch.Tensor, ref: torch.Tensor, dtype: torch
       point (subtracted after the sum, as s * (sum q x - z sum x): A includes |z|, since that
       difference can cancel) and the bias;
     * floor: half a subnormal ulp per rounded term (values that underflow to subnormals have no
-      relative bound): smallest_normal(dtype) * (1 + sum |x|).
+      relative bound): smallest_normal(dtype) * (1 + sum |x|);
+    * + 16 * u32 * B, B = carried_bias_magnitude(x, weight): a kernel that decodes to code + bias
+      and takes the bias off once per block (WeightFormat.gemv_bias) rounds that block's float32
+      sums (8 planes, 3 updates) at the bias's scale. The bias cancels within the block, so this
+      term does not grow with K.
 
     Triton's interpreter (CPU) converts float32 to bfloat16 by truncation, not round-to-nearest:
     there a bfloat16 rounding is worth 2u, and u is doubled.
@@ -459,8 +477,10 @@ def assert_close_to_reference(out: torch.Tensor, ref: torch.Tensor, dtype: torch
     err = (out.double() - ref).abs()
     if out.shape != ref.shape:
         raise AssertionError(f"shape {tuple(out.shape)} != reference shape {tuple(ref.shape)} {msg}")
+    carried = 0.0
     if x is not None and weight is not None:
         magnitude = linear_magnitude(x, weight, bias)
+        carried = carried_bias_magnitude(x, weight)
         k = x.shape[-1]
         floor = torch.finfo(dtype).smallest_normal * (1 + x.detach().double().abs().sum(-1, keepdim=True))
     else:
@@ -470,7 +490,7 @@ def assert_close_to_reference(out: torch.Tensor, ref: torch.Tensor, dtype: torch
     u, u32 = unit_roundoff(dtype), unit_roundoff(torch.float32)
     if _interpreter_truncates(dtype, out):
         u = 2 * u
-    tol = u * ref.abs() + (u + (k + 8) * u32) * magnitude + floor
+    tol = u * ref.abs() + (u + (k + 8) * u32) * magnitude + 16 * u32 * carried + floor
     bad = ~(err <= tol)  # NaN in out counts as bad
     if bool(bad.any()):
         i = tuple(int(v) for v in bad.nonzero()[0])

@@ -31,14 +31,16 @@ FORMATS = {
 LLAMA3_8B = ["6144x4096", "4096x4096", "28672x4096", "4096x14336"]
 
 
-def candidates(m: int) -> list[KernelConfig]:
+def candidates(m: int, biased: bool = False) -> list[KernelConfig]:
+    """The search space for M (bucketed); `biased`: the format can decode biased (gemv_bias)."""
     if m <= 2:  # CUDA cores: 2 or 4 rows per thread (block_n / (8 * num_warps)), K split or not,
-        #        one or two blocks per loop trip, a tile's K splits side by side or apart; or
-        #        wide trips: 1-32 rows, 4-16 blocks of each row loaded as one tile
+        #        one or two blocks per loop trip, a tile's K splits side by side or apart, biased
+        #        decode or not; or wide trips: 1-32 rows, 4-16 blocks of each row loaded as one tile
         return [KernelConfig("gemv", block_n=bn, num_warps=w, num_stages=2, split_k=sk, trip_blocks=tb,
-                             adjacent_splits=adj)
+                             adjacent_splits=adj, biased=b)
                 for bn, w in ((32, 1), (64, 2), (128, 4), (32, 2), (64, 4), (128, 8), (256, 8))
                 for sk in (1, 2, 4, 8) for tb, adj in ((2, False), (1, sk > 1), (2, True))
+                for b in ((False, True) if biased else (False,))
                 if sk > 1 or not adj] + \
                [KernelConfig("gemv", block_n=bn, num_warps=w, num_stages=2, split_k=sk, trip_blocks=tb, wide=True,
                              adjacent_splits=sk > 1)  # a few rows, long stretches of each row per trip
@@ -108,7 +110,7 @@ def main(argv=None):
             for fname in args.formats:
                 qw = quantize_weight(w, FORMATS[fname])
                 weights = [qw] + [qw.clone() for _ in range(copies_needed(qw.packed_nbytes, l2_cache_bytes()) - 1)]
-                cands = candidates(m)
+                cands = candidates(m, qw.quant_layout.weight_format().gemv_bias > 0)
                 h = heuristic(n, k, m_bucket(m))
                 if h not in cands:
                     cands.append(h)

@@ -8,7 +8,8 @@ import triton.language as tl
 
 import tqk  # noqa: F401  (TRITON_INTERPRET=1 on CPU, before the kernels below are defined)
 from tqk import testing as T
-from tqk.kernels.decode import decode_codes, decode_plane, unpack_plane, unpack_planes
+from tqk.kernels.decode import (biased_pos, decode_codes, decode_plane, decode_plane_biased, plane_bias,
+                                unpack_plane, unpack_planes)
 from tqk.kernels.weight_only import ptx_ok
 from tqk.layouts.packing import codes_per_word, pack_planes
 
@@ -133,6 +134,35 @@ def test_decode_plane_decodes_every_plane(element, bits):
     finite = torch.isfinite(want)  # non-finite fp8 codes: see test_fp8_special_codes_decode_like_torch
     assert torch.equal(got[finite], want[finite])
     assert torch.equal(torch.signbit(got[finite]), torch.signbit(want[finite]))
+
+
+@triton.jit
+def _biased_plane_kernel(words_ptr, out_ptr, R: tl.constexpr, SPAN: tl.constexpr, BITS: tl.constexpr,
+                         PER_WORD: tl.constexpr, PTX: tl.constexpr):
+    r = tl.arange(0, R)
+    s = tl.arange(0, SPAN)
+    words = tl.load(words_ptr + r[:, None] * SPAN + s[None, :])
+    for j in tl.static_range(PER_WORD):
+        tl.store(out_ptr + r[:, None] * (PER_WORD * SPAN) + j * SPAN + s[None, :],
+                 decode_plane_biased(words, j, BITS, PTX))
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+def test_decode_plane_biased_is_code_plus_plane_bias(bits):
+    """decode_plane_biased, the GEMV's FADD-free decode: exactly code + plane_bias(j) in every plane,
+    every code, words with the sign bit set included; the codes sit at bits 12-19 (bias <= 2**11)."""
+    per_word, span = codes_per_word(bits), 16
+    codes = torch.arange(per_word * span * 16, dtype=torch.int32).remainder(1 << bits).to(torch.uint8)
+    codes = codes.view(-1, per_word * span)
+    codes[0] = (1 << bits) - 1  # all ones: every word negative as int32
+    rows = codes.shape[0]
+    out = torch.empty(rows, per_word * span, dtype=torch.float32, device=DEVICE)
+    _biased_plane_kernel[(1,)](pack_planes(codes, bits, span).to(DEVICE), out, R=rows, SPAN=span, BITS=bits,
+                               PER_WORD=per_word, PTX=ptx_ok(DEVICE))
+    bias = torch.tensor([plane_bias(j, bits) for j in range(per_word)], dtype=torch.float32)
+    assert all(12 <= biased_pos(j, bits) and biased_pos(j, bits) + bits <= 23 for j in range(per_word))
+    want = codes.float() + bias.repeat_interleave(span)[None, :]
+    assert torch.equal(out.cpu(), want)
 
 
 @pytest.mark.parametrize("bits,per_word", [(1, 32), (2, 16), (3, 8), (4, 8), (5, 4), (6, 4), (7, 4), (8, 4)])

@@ -63,7 +63,9 @@ def test_table_key_and_results_file_names():
                                              (dict(kernel="gemv", block_n=32, trip_blocks=3), "trip_blocks"),
                                              (dict(kernel="gemv", block_n=32, trip_blocks=4), "trip_blocks"),
                                              (dict(kernel="gemv", block_n=32, trip_blocks=1, wide=True), "trip_blocks"),
-                                             (dict(kernel="gemv", block_n=32, trip_blocks=6, wide=True), "trip_blocks")])
+                                             (dict(kernel="gemv", block_n=32, trip_blocks=6, wide=True), "trip_blocks"),
+                                             (dict(kernel="gemv", block_n=32, trip_blocks=4, wide=True, biased=True),
+                                              "biased")])
 def test_kernel_config_rejects_what_no_kernel_runs(fields, problem):
     # trip_blocks=3 would otherwise step past blocks it never decodes: a wrong answer, not a crash
     with pytest.raises(ValueError, match=problem):

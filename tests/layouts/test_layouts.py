@@ -132,6 +132,33 @@ def test_gemv_split_k_covers_k_once(layout, split_k):
         _run_kernel(case, KernelConfig("gemv", block_n=16, split_k=split_k, trip_blocks=4, wide=True))
 
 
+@pytest.mark.parametrize("layout", [ex for ex in EXAMPLES if ex.weight_format().zero_mode == "tensor"],
+                         ids=[repr(ex) for ex in EXAMPLES if ex.weight_format().zero_mode == "tensor"])
+@pytest.mark.parametrize("config", [KernelConfig("gemv", 16, biased=True), KernelConfig("gemv", 16, split_k=2, trip_blocks=1),
+                                    KernelConfig("gemv", 16, split_k=2, trip_blocks=1, biased=True)],
+                         ids=["trip2-biased", "splitk2-trip1", "splitk2-trip1-biased"])
+def test_gemv_zero_rows_under_wide_range_x(layout, config):
+    """Rows whose every code equals its zero point (dequantized: exactly 0) against x spanning
+    2**-12 .. 2**12: a kernel that carries a bias through a block's float32 sums (gemv_bias) must
+    still stay within 16 * u32 * bias * sum |x| |s| there, where the rest of the bound is 0."""
+    fmt = layout.weight_format()
+    n, k = 24, 2 * max(fmt.block_k, layout.group_size)
+    qw = T.random_codes_weight(layout, n, k, torch.bfloat16, seed=7, device=DEVICE)
+    z = min(5, (1 << fmt.bits) - 1)
+    codes = T.unpack_reference(qw.packed.cpu(), fmt.bits, fmt.span, k)
+    codes[n // 2:] = z
+    zeros = qw.zeros.clone()
+    zeros[:, n // 2:] = z
+    qw = type(qw)(layout.pack(codes.to(torch.uint8)).to(DEVICE), qw.scales, zeros, layout, (n, k), torch.bfloat16)
+    gen = torch.Generator().manual_seed(1)
+    x = (torch.randn(2, k, generator=gen) * torch.exp2(torch.rand(2, k, generator=gen) * 24 - 12))
+    x = x.to(torch.bfloat16).to(DEVICE)
+    out = launch_weight_only(x, qw.packed, qw.scales, qw.zeros, None, fmt, n, k, config)
+    ref = T.reference_linear(x, qw)
+    assert bool((ref[:, n // 2:] == 0).all())
+    T.assert_close_to_reference(out, ref, x=x, weight=qw, msg=str(config))
+
+
 def test_gemv_split_k_leaves_its_counters_at_zero():
     """The tile's last split-K program writes the output and sets the tile's counter back to 0:
     after a call every counter is 0 again, and a second call gives the same bits (the partials

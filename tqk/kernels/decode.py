@@ -47,8 +47,8 @@ def decode_plane(words, j: tl.constexpr, BITS: tl.constexpr, ELEMENT: tl.constex
     no shift per code (planes above bit 23 are read from words >> 16, one shift per word that
     every high plane shares). One LOP3 and one FADD per code instead of shift, mask, or, FADD.
     (Leaving 2**(23 - pos) in and folding it into the zero point saves the FADD, but float32
-    then rounds sums at the scale of 2**(23 - pos) instead of the codes': with float zero points
-    near 0 the output's error is no longer bounded by the codes' magnitudes.)"""
+    then rounds sums at the scale of 2**(23 - pos) instead of the codes': up to 2**23 units at
+    bit 0. decode_plane_biased does it with the codes moved up to bits 12-19 first.)"""
     if ELEMENT == "uint":
         OFF: tl.constexpr = j * BITS
         HIGH: tl.constexpr = OFF + BITS > 23
@@ -61,6 +61,40 @@ def decode_plane(words, j: tl.constexpr, BITS: tl.constexpr, ELEMENT: tl.constex
         if PTX:
             return decode_fp8_plane(words, j, ELEMENT)
         return decode_codes(unpack_plane(words, j, BITS), ELEMENT)
+
+
+@triton.constexpr_function
+def biased_pos(j, bits):
+    """The bit (12 to 19) where decode_plane_biased puts plane j's codes: each plane's word is
+    shifted by a multiple of 8 bits, so one shifted copy of a word serves two 4-bit planes."""
+    off = j * bits
+    return off - ((off + 4) // 8 * 8 - 16)
+
+
+@triton.constexpr_function
+def plane_bias(j, bits):
+    """What decode_plane_biased adds to plane j's codes: 2**(23 - pos), 128 or 2048 (4-bit)."""
+    return 1 << (23 - biased_pos(j, bits))
+
+
+@triton.jit
+def decode_plane_biased(words, j: tl.constexpr, BITS: tl.constexpr, PTX: tl.constexpr):
+    """Plane j of a tile of packed "uint" words as float32 code + plane_bias(j, BITS), BITS <= 4:
+    a LOP3 per code and a shift per two, no FADD. The caller takes the bias off with the zero
+    point, from sums of x: sum(x * (q + b)) - b * sum(x). The codes sit at bit 12 to 19 of the
+    mantissa, so the bias is at most 2**11 codes' units: the float32 sums of one block's biased
+    values round at up to 2**11 times the scale of their codes' (WeightFormat.gemv_bias)."""
+    tl.static_assert(BITS <= 4, "biased decode is for codes of 4 bits or fewer")
+    POS: tl.constexpr = biased_pos(j, BITS)
+    SHIFT: tl.constexpr = j * BITS - POS  # whole bytes, -16 to 16
+    if SHIFT > 0:
+        src = words >> SHIFT  # the sign bits it brings in fill bits 32 - SHIFT (>= 16) and up
+    elif SHIFT < 0:
+        src = words << (-SHIFT)
+    else:
+        src = words
+    bits = mask_or(src, ((1 << BITS) - 1) << POS, (150 - POS) << 23, PTX)
+    return bits.to(tl.float32, bitcast=True)
 
 
 @triton.jit

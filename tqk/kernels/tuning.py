@@ -36,6 +36,8 @@ class KernelConfig:
     #                       trip's loading meanwhile
     adjacent_splits: bool = False  # gemv: the K splits of one row tile are launched side by side
     wide: bool = False  # gemv: a trip's blocks of each row are loaded as one tile (whole 128-byte lines)
+    biased: bool = False  # gemv, not wide: codes that allow it (WeightFormat.gemv_bias) decode with no FADD,
+    #                       the bias taken off per block with the zero point
 
     def __post_init__(self):
         if self.kernel not in ("gemv", "gemm"):
@@ -43,6 +45,8 @@ class KernelConfig:
         if self.trip_blocks not in ((2, 4, 8, 16) if self.wide else (1, 2)):
             raise ValueError(f"KernelConfig.trip_blocks must be 1 or 2 (2, 4, 8 or 16 with wide=True), "
                              f"got {self.trip_blocks!r}")
+        if self.biased and self.wide:
+            raise ValueError("KernelConfig.biased is for narrow GEMV trips: wide=True takes biased=False")
 
     def to_json(self) -> dict:
         return asdict(self)

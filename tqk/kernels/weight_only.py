@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .decode import decode_codes, decode_plane, unpack_planes
+from .decode import biased_pos, decode_codes, decode_plane, decode_plane_biased, plane_bias, unpack_planes
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,15 @@ class WeightFormat:
     @property
     def block_k(self) -> int:
         return self.per_word * self.span
+
+    @property
+    def gemv_bias(self) -> int:
+        """The largest bias, in code units, that the GEMV (KernelConfig.biased) leaves on decoded
+        values and takes off a block later with the zero point (decode_plane_biased): 2**11 for
+        4-bit codes whose groups hold whole blocks, else 0. A block's float32 sums then round at
+        that scale: it is part of the error bound."""
+        whole_blocks = self.group_size > 0 and self.group_size % self.block_k == 0
+        return 1 << 11 if self.element == "uint" and self.bits == 4 and whole_blocks else 0
 
     @property
     def key(self) -> str:
@@ -100,7 +109,7 @@ def _scale_and_zs(scale_ptr, zero_ptr, offs, mask, ZERO_MODE: tl.constexpr, ZERO
 def _gemv_block(acc, x_sum, words, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
                 BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
                 ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
-                EVEN_K: tl.constexpr, PTX: tl.constexpr, WIDE: tl.constexpr):
+                EVEN_K: tl.constexpr, PTX: tl.constexpr, WIDE: tl.constexpr, BIASED: tl.constexpr):
     """Add a tile of packed words starting at code k0 to acc: one block (PER_WORD planes of SPAN
     codes per row), or with WIDE several blocks side by side. x_cols: the offset from k0 of
     each word column's plane-0 code (plane j adds j * SPAN). x_sum: the running sum of x by
@@ -112,6 +121,12 @@ def _gemv_block(acc, x_sum, words, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, m
     # only a zero-point tensor needs sums of x, for the z * s * sum(x) term.
     MINUS: tl.constexpr = ZERO_OFFSET if (ZERO_MODE == "offset" and not PER_PLANE) else 0
     SUM_X: tl.constexpr = (ZERO_MODE == "tensor") and not PER_PLANE
+    # BIASED (WeightFormat.gemv_bias, 4-bit, a group per block): planes decode to code + bias with
+    # no FADD (decode_plane_biased) and the bias goes with the zero point: (z + b) times the sums
+    # of x of the planes at bit 16 and at bit 12 (b = 128, 2048). The int4 loop is bound by
+    # instruction issue: 627 -> ~570 instructions per 128 codes; but with one block per trip the
+    # shorter loop hides less load latency (perf notes 19), so it is a tuned choice.
+    tl.static_assert(not BIASED or (BITS == 4 and PER_BLOCK and not WIDE), "biased: 4-bit, narrow, group per block")
     if WIDE:  # blocks side by side: each column's own block start, for its group's scale
         k_col = k0 + x_cols - x_cols % SPAN
     for j in tl.static_range(PER_WORD):
@@ -120,7 +135,10 @@ def _gemv_block(acc, x_sum, words, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, m
             xj = tl.load(x_row + kk, eviction_policy="evict_last").to(tl.float32)
         else:
             xj = tl.load(x_row + kk, mask=kk < K, other=0.0, eviction_policy="evict_last").to(tl.float32)
-        vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS)
+        if BIASED:
+            vals = decode_plane_biased(words, j, BITS, PTX)
+        else:
+            vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS)
         if PER_PLANE and WIDE:  # [BLOCK_N, COLS] scales: a column's group depends on its block
             offs = ((k_col + j * SPAN) // GROUP_SIZE)[None, :] * N + rn[:, None]
             ok = mask_n[:, None] & (k_col + j * SPAN < K)[None, :]
@@ -131,6 +149,19 @@ def _gemv_block(acc, x_sum, words, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, m
             ok = mask_n & (k0 + j * SPAN < K)
             scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX)
             acc += (vals * scale[:, None] - zs[:, None]) * xj[None, :]
+        elif PER_BLOCK and BIASED:  # x sums by bias: planes at bit 16 (even j) and at bit 12 (odd j)
+            if j == 0:
+                blk = vals * xj[None, :]
+                x_16 = xj
+            elif j == 1:
+                blk += vals * xj[None, :]
+                x_12 = xj
+            else:
+                blk += vals * xj[None, :]
+                if biased_pos(j, BITS) == 16:
+                    x_16 += xj
+                else:
+                    x_12 += xj
         elif PER_BLOCK:
             if j == 0:  # start the block's sums from its first plane: no zero-fill
                 blk = vals * xj[None, :]
@@ -152,6 +183,13 @@ def _gemv_block(acc, x_sum, words, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, m
         if SUM_X:
             zs = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET) * scale
             acc -= zs * x_blk[None, :]
+    elif PER_BLOCK and BIASED:  # s * (sum((q + b) * x) - (z + b) * sum(x)) by bias b. The bias is off
+        offs = (k0 // GROUP_SIZE) * N + rn  # before the scale: scaled biased sums overflowed float32
+        ok = mask_n & (k0 < K)              # for weights near 1e37, which the output can hold
+        zero = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX)
+        blk -= (zero + plane_bias(0, BITS))[:, None] * x_16[None, :]
+        blk -= (zero + plane_bias(1, BITS))[:, None] * x_12[None, :]
+        acc += blk * _load_f32(scale_ptr + offs, ok, PTX)[:, None]
     elif PER_BLOCK:  # sum((q - z) * s * x) = s * sum(q * x) - (z * s) * sum(x) over the block
         offs = (k0 // GROUP_SIZE) * N + rn
         ok = mask_n & (k0 < K)
@@ -171,7 +209,7 @@ def weight_only_gemv_kernel(
     ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr,
     TRIP_BLOCKS: tl.constexpr, ADJACENT_SPLITS: tl.constexpr, PTX: tl.constexpr,
-    WIDE: tl.constexpr = False,
+    WIDE: tl.constexpr = False, BIASED: tl.constexpr = False,
 ):
     # Everything stays in the [BLOCK_N, SPAN] layout of the packed-word tile: each plane is
     # multiplied into a 2-D accumulator, and the only cross-thread reduction is the last one.
@@ -226,12 +264,13 @@ def weight_only_gemv_kernel(
         if TRIP_BLOCKS == 2 and not WIDE:
             next_b = tl.load(w_ptrs + SPAN, mask=k0 + STEP + BLOCK_K < k_end, other=0, eviction_policy="evict_first")
         acc, x_sum = _gemv_block(acc, x_sum, words_a, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
-                                 BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE, EVEN_K, PTX, WIDE)
+                                 BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE, EVEN_K, PTX, WIDE,
+                                 BIASED)
         words_a = next_a
         if TRIP_BLOCKS == 2 and not WIDE:
             acc, x_sum = _gemv_block(acc, x_sum, words_b, k0 + BLOCK_K, x_cols, x_row, scale_ptr, zero_ptr, rn, mask_n,
                                      N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE,
-                                     EVEN_K, PTX, WIDE)
+                                     EVEN_K, PTX, WIDE, BIASED)
             words_b = next_b
 
     out = tl.sum(acc, axis=1)
@@ -434,6 +473,7 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
             x2d.stride(0), out.stride(0), chunk, tiles, HAS_BIAS=bias is not None,
             BLOCK_N=config.block_n, SPLIT_K=split_k, PTX=ptx_ok(x2d.device),
             TRIP_BLOCKS=config.trip_blocks, ADJACENT_SPLITS=config.adjacent_splits, WIDE=config.wide,
+            BIASED=config.biased and fmt.gemv_bias > 0,  # wide=True rules biased out (KernelConfig)
             EVEN_K=k % (unit * fmt.block_k) == 0 and words_per_row * fmt.per_word == k,
             num_warps=config.num_warps, num_stages=config.num_stages, **consts,
         )
