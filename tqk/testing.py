@@ -394,12 +394,22 @@ def _magnitude_matrix(weight) -> torch.Tensor:
     fmt = weight.quant_layout.weight_format()
     n, k = weight.shape
     vals = decode_reference(unpack_reference(weight.packed, fmt.bits, fmt.span, k), fmt.element).abs()
-    group_of = torch.arange(k, device=vals.device) // (fmt.group_size or k)
     if fmt.zero_mode == "tensor":
-        vals = vals + weight.zeros.double().abs().t()[:, group_of]
+        vals = vals + weight.zeros.double().abs().t()[:, _group_of(weight)]
     elif fmt.zero_mode == "offset":
         vals = vals + abs(fmt.zero_offset)
-    return vals * weight.scales.double().abs().t()[:, group_of]
+    return vals * _abs_scale_matrix(weight)
+
+
+def _group_of(weight) -> torch.Tensor:
+    """The group index of each of the weight's K columns."""
+    k = weight.shape[1]
+    return torch.arange(k, device=weight.scales.device) // (weight.quant_layout.weight_format().group_size or k)
+
+
+def _abs_scale_matrix(weight) -> torch.Tensor:
+    """|scale| of every element, float64 [N, K]."""
+    return weight.scales.double().abs().t()[:, _group_of(weight)]
 
 
 def reference_linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -416,9 +426,7 @@ def carried_bias_magnitude(x: torch.Tensor, weight) -> torch.Tensor:
     fmt = weight.quant_layout.weight_format() if isinstance(weight, QuantizedLinearWeight) else None
     if fmt is None or fmt.gemv_bias == 0:
         return torch.zeros(x.shape[:-1] + (weight.shape[0],), dtype=torch.float64, device=x.device)
-    group_of = torch.arange(weight.shape[1], device=x.device) // (fmt.group_size or weight.shape[1])
-    scales = weight.scales.double().abs().t()[:, group_of]
-    return fmt.gemv_bias * (x.detach().double().abs() @ scales.t())
+    return fmt.gemv_bias * (x.detach().double().abs() @ _abs_scale_matrix(weight).t())
 
 
 def linear_magnitude(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.Tensor:

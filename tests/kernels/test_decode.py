@@ -106,13 +106,16 @@ def test_unpack_helpers_follow_the_packed_order(bits, span):
 
 @triton.jit
 def _plane_kernel(words_ptr, out_ptr, R: tl.constexpr, SPAN: tl.constexpr, BITS: tl.constexpr,
-                  PER_WORD: tl.constexpr, ELEMENT: tl.constexpr, PTX: tl.constexpr):
+                  PER_WORD: tl.constexpr, ELEMENT: tl.constexpr, PTX: tl.constexpr, BIASED: tl.constexpr = False):
     r = tl.arange(0, R)
     s = tl.arange(0, SPAN)
     words = tl.load(words_ptr + r[:, None] * SPAN + s[None, :])
     for j in tl.static_range(PER_WORD):
-        tl.store(out_ptr + r[:, None] * (PER_WORD * SPAN) + j * SPAN + s[None, :],
-                 decode_plane(words, j, BITS, ELEMENT, PTX))
+        if BIASED:
+            vals = decode_plane_biased(words, j, BITS, PTX)
+        else:
+            vals = decode_plane(words, j, BITS, ELEMENT, PTX)
+        tl.store(out_ptr + r[:, None] * (PER_WORD * SPAN) + j * SPAN + s[None, :], vals)
 
 
 @pytest.mark.parametrize("element,bits", [("uint", 4), ("uint", 8), ("uint", 3), ("e4m3", 8), ("e5m2", 8)])
@@ -136,17 +139,6 @@ def test_decode_plane_decodes_every_plane(element, bits):
     assert torch.equal(torch.signbit(got[finite]), torch.signbit(want[finite]))
 
 
-@triton.jit
-def _biased_plane_kernel(words_ptr, out_ptr, R: tl.constexpr, SPAN: tl.constexpr, BITS: tl.constexpr,
-                         PER_WORD: tl.constexpr, PTX: tl.constexpr):
-    r = tl.arange(0, R)
-    s = tl.arange(0, SPAN)
-    words = tl.load(words_ptr + r[:, None] * SPAN + s[None, :])
-    for j in tl.static_range(PER_WORD):
-        tl.store(out_ptr + r[:, None] * (PER_WORD * SPAN) + j * SPAN + s[None, :],
-                 decode_plane_biased(words, j, BITS, PTX))
-
-
 @pytest.mark.parametrize("bits", [1, 2, 3, 4])
 def test_decode_plane_biased_is_code_plus_plane_bias(bits):
     """decode_plane_biased, the GEMV's FADD-free decode: exactly code + plane_bias(j) in every plane,
@@ -157,8 +149,8 @@ def test_decode_plane_biased_is_code_plus_plane_bias(bits):
     codes[0] = (1 << bits) - 1  # all ones: every word negative as int32
     rows = codes.shape[0]
     out = torch.empty(rows, per_word * span, dtype=torch.float32, device=DEVICE)
-    _biased_plane_kernel[(1,)](pack_planes(codes, bits, span).to(DEVICE), out, R=rows, SPAN=span, BITS=bits,
-                               PER_WORD=per_word, PTX=ptx_ok(DEVICE))
+    _plane_kernel[(1,)](pack_planes(codes, bits, span).to(DEVICE), out, R=rows, SPAN=span, BITS=bits,
+                        PER_WORD=per_word, ELEMENT="uint", PTX=ptx_ok(DEVICE), BIASED=True)
     bias = torch.tensor([plane_bias(j, bits) for j in range(per_word)], dtype=torch.float32)
     assert all(12 <= biased_pos(j, bits) and biased_pos(j, bits) + bits <= 23 for j in range(per_word))
     want = codes.float() + bias.repeat_interleave(span)[None, :]

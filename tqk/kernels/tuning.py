@@ -81,6 +81,7 @@ class GpuTraits:
         return dict(device=self.name, capability=list(self.capability), multiprocessors=self.multiprocessors)
 
 
+@functools.lru_cache(maxsize=None)
 def gpu_traits(index: int = 0) -> GpuTraits:
     p = torch.cuda.get_device_properties(index)
     return GpuTraits(p.name, (p.major, p.minor), p.multi_processor_count)
@@ -112,16 +113,11 @@ def table_key(format_key: str, n: int, k: int, m: int) -> str:
     return f"{format_key}:{n}x{k}:m{m_bucket(m)}"
 
 
-@functools.lru_cache(maxsize=None)
-def _gpu(index: int) -> GpuTraits:
-    return gpu_traits(index)
-
-
 @functools.lru_cache(maxsize=4096)
 def _select(format_key: str, n: int, k: int, bucket: int, gpu: GpuTraits | None) -> KernelConfig:
     if gpu is None:
         return heuristic(n, k, bucket, interpreted=True)
-    key = f"{format_key}:{n}x{k}:m{bucket}"
+    key = table_key(format_key, n, k, bucket)
     for path in tuned_files(gpu):
         found = _read_table(path)[1].get(key)
         if found is not None:
@@ -130,7 +126,7 @@ def _select(format_key: str, n: int, k: int, bucket: int, gpu: GpuTraits | None)
 
 
 def select_config(format_key: str, n: int, k: int, m: int, device: torch.device) -> KernelConfig:
-    gpu = _gpu(device.index or 0) if device.type == "cuda" else None
+    gpu = gpu_traits(device.index or 0) if device.type == "cuda" else None
     return _select(format_key, n, k, m_bucket(m), gpu)
 
 

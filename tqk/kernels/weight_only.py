@@ -183,21 +183,21 @@ def _gemv_block(acc, x_sum, words, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, m
         if SUM_X:
             zs = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET) * scale
             acc -= zs * x_blk[None, :]
-    elif PER_BLOCK and BIASED:  # s * (sum((q + b) * x) - (z + b) * sum(x)) by bias b. The bias is off
-        offs = (k0 // GROUP_SIZE) * N + rn  # before the scale: scaled biased sums overflowed float32
-        ok = mask_n & (k0 < K)              # for weights near 1e37, which the output can hold
-        zero = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX)
-        blk -= (zero + plane_bias(0, BITS))[:, None] * x_16[None, :]
-        blk -= (zero + plane_bias(1, BITS))[:, None] * x_12[None, :]
-        acc += blk * _load_f32(scale_ptr + offs, ok, PTX)[:, None]
-    elif PER_BLOCK:  # sum((q - z) * s * x) = s * sum(q * x) - (z * s) * sum(x) over the block
+    elif PER_BLOCK:
         offs = (k0 // GROUP_SIZE) * N + rn
         ok = mask_n & (k0 < K)
-        scale = _load_f32(scale_ptr + offs, ok, PTX)
-        acc += blk * scale[:, None]  # two separate updates: each is one FFMA
-        if SUM_X:
-            zs = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX) * scale
-            acc -= zs[:, None] * x_blk[None, :]
+        if BIASED:  # s * (sum((q + b) * x) - (z + b) * sum(x)) by bias b. The bias comes off before
+            #         the scale: scaled biased sums overflowed float32 for weights near 1e37
+            zero = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX)
+            blk -= (zero + plane_bias(0, BITS))[:, None] * x_16[None, :]
+            blk -= (zero + plane_bias(1, BITS))[:, None] * x_12[None, :]
+            acc += blk * _load_f32(scale_ptr + offs, ok, PTX)[:, None]
+        else:  # sum((q - z) * s * x) = s * sum(q * x) - (z * s) * sum(x) over the block
+            scale = _load_f32(scale_ptr + offs, ok, PTX)
+            acc += blk * scale[:, None]  # two separate updates: each is one FFMA
+            if SUM_X:
+                zs = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX) * scale
+                acc -= zs[:, None] * x_blk[None, :]
     return acc, x_sum
 
 
