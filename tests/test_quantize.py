@@ -74,9 +74,10 @@ def test_default_filter_quantizes_every_linear_only(config):
     assert sorted(report.quantized) == sorted(LINEARS) == quantized_names(model)
     assert report.skipped == {}
     for name in LINEARS:
-        w = model.get_submodule(name).weight
-        assert isinstance(w, nn.Parameter) and not w.requires_grad
-        assert report.quantized[name] == repr(w.quant_layout)
+        layer = model.get_submodule(name)
+        assert type(layer) is tqk.QuantizedLinear and isinstance(layer, nn.Linear)
+        assert not layer.weight.requires_grad and "weight" not in dict(layer.named_parameters())
+        assert report.quantized[name] == repr(layer.weight.quant_layout)
     assert torch.equal(model.conv.weight, conv_w) and torch.equal(model.emb.weight, emb_w)
     assert type(model.blocks[0].norm.weight) is nn.Parameter
 
@@ -147,7 +148,7 @@ def test_device_argument_moves_each_layer_before_quantizing():
 
 def test_report_and_warning_list_skipped_layers_with_reasons():
     model = nn.Sequential(nn.Linear(64, 8), nn.Linear(96, 8), nn.Linear(64, 8)).to(DT).to(DEV)
-    model[2].float()
+    model[2].double()
     with torch.no_grad():
         model[0].weight[0, 0] = float("nan")
     with pytest.warns(UserWarning, match=r"left 3 layer\(s\) in float") as rec:
@@ -155,7 +156,7 @@ def test_report_and_warning_list_skipped_layers_with_reasons():
     assert report.quantized == {}
     assert report.skipped["0"] == "weight has NaN or Inf values"
     assert report.skipped["1"] == "group_size=64 does not divide in_features=96"
-    assert "torch.float32" in report.skipped["2"] and "bfloat16 or float16" in report.skipped["2"]
+    assert "torch.float64" in report.skipped["2"] and "bfloat16, float16 or float32" in report.skipped["2"]
     text = str(rec[0].message)
     for name in ("0", "1", "2"):
         assert f"not quantized {name}: {report.skipped[name]}" in text
@@ -228,7 +229,13 @@ def test_to_clone_detach_keep_working(config):
     h = torch.randn(4, 32, dtype=DT, device=DEV)
     assert torch.equal(F.linear(h, clone, model.head.bias), model.head(h))
     with pytest.raises(TypeError, match="cannot change dtype"):
-        model.to(torch.float16)
+        w.to(torch.float16)
+    model.to(torch.float16)  # a quantized layer follows a cast of the model: its scales are cast
+    assert model.head.weight.dtype == torch.float16 and model.head.scales.dtype == torch.float16
+    x16 = x.to(torch.float16)
+    T.assert_close_to_reference(model.head(h.half()), T.reference_linear(h.half(), model.head.weight, model.head.bias),
+                                x=h.half(), weight=model.head.weight, bias=model.head.bias)
+    assert model(x16).dtype == torch.float16
 
 
 def test_copy_into_a_quantized_weight():

@@ -1,46 +1,84 @@
-"""torch.library registration: each kernel family is one op with a fake implementation, so
-torch.compile sees a shape-correct opaque node (no graph break, dynamic M, CUDA graphs).
+"""torch.library registration: each kernel family is one op, so torch.compile sees a shape-correct
+node (no graph break, dynamic M, CUDA graphs).
 
-`custom_op` is used on every device: under TRITON_INTERPRET=1 `triton_op` fails inside inductor,
-and on CUDA the op is a single launch either way (the launch is chosen per call by M).
+On a GPU the op is a `triton_op`: inductor traces its body and launches the Triton kernel from its
+own generated code, with no Python dispatch per call (a `custom_op` cost 150-290 us of CPU per call
+without CUDA graphs, measured on the H200). The kernel and tile are chosen while tracing: from M
+itself when M is static, and when M is dynamic from its region (`M_REGIONS`), so a graph serves a
+whole region and M varies with at most one compile per region. Under Triton's interpreter (CPU)
+`triton_op` cannot run inside inductor, so there the op is a `custom_op` with a fake impl and picks
+the config per call.
 """
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
+from torch.library import wrap_triton
 
 from .kernels import reference
 from .kernels.tuning import select_config
-from .kernels.weight_only import WeightFormat, launch_weight_only
+from .kernels.weight_only import WeightFormat, interpreting, launch_weight_only
+
+ACTIVATION_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+
+# Dynamic M, traced once per region: (last M of the region, the M whose config it runs). Static M
+# (every CUDA-graph decode step, dynamo's first compile) gets its own bucket's config instead.
+M_REGIONS = ((64, 16), (None, 2048))
 
 
-@torch.library.custom_op("tqk::weight_only_linear", mutates_args=())
-def weight_only_linear(
+def _config_m(m) -> int:
+    """The M whose config serves this call: m itself, or for a symbolic m its region's stand-in
+    (the comparison is a guard, so the graph is reused across the region and recompiled outside it)."""
+    if not isinstance(m, torch.SymInt):
+        return m
+    for last, stand_in in M_REGIONS:
+        if last is None or m <= last:
+            return stand_in
+    raise AssertionError("unreachable: the last region is open")
+
+
+def _weight_only_linear(
     x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
-    bias: Optional[torch.Tensor], bits: int, element: str, zero_mode: str, zero_offset: int,
-    group_size: int, span: int, out_features: int, in_features: int,
+    bias: Optional[torch.Tensor], counters: Optional[torch.Tensor], bits: int, element: str, zero_mode: str,
+    zero_offset: int, group_size: int, span: int, out_features: int, in_features: int,
 ) -> torch.Tensor:
-    """out[..., N] = x[..., K] @ dequantize(packed, scales, zeros).T + bias."""
+    """out[..., N] = x[..., K] @ dequantize(packed, scales, zeros).T + bias.
+
+    counters: the layer's zeroed split-K slots, or None. The kernel counts in them and sets them
+    back to zero, so the op is declared functional (which lets it have an autograd formula): no
+    value it reads changes. Inductor, tracing the triton_op, sees the kernel write them and keeps
+    that write on the layer's own buffer."""
     fmt = WeightFormat(bits, element, zero_mode, zero_offset, group_size, span)
     x2d = x.reshape(-1, in_features)
     if x2d.stride(-1) != 1:
         x2d = x2d.contiguous()
-    config = select_config(fmt.key, out_features, in_features, x2d.shape[0], x.device)
-    if x2d.shape[0] == 0:
+    m = x2d.shape[0]
+    if not isinstance(m, torch.SymInt) and m == 0:
         return x.new_empty(*x.shape[:-1], out_features)
-    out = launch_weight_only(x2d, packed, scales, zeros, bias, fmt, out_features, in_features, config)
+    config = select_config(fmt.key, out_features, in_features, _config_m(m), x.device)
+    out = launch_weight_only(x2d, packed, scales, zeros, bias, fmt, out_features, in_features, config,
+                             counters=counters, wrap=_WRAP)
     return out.reshape(*x.shape[:-1], out_features)
 
 
-@weight_only_linear.register_fake
-def _(x, packed, scales, zeros, bias, bits, element, zero_mode, zero_offset, group_size, span,
-      out_features, in_features):
-    return x.new_empty(*x.shape[:-1], out_features)
+if interpreting():
+    _WRAP = None  # launch the kernel itself
+    weight_only_linear = torch.library.custom_op("tqk::weight_only_linear", mutates_args=())(
+        _weight_only_linear)
+
+    @weight_only_linear.register_fake
+    def _(x, packed, scales, zeros, bias, counters, bits, element, zero_mode, zero_offset, group_size, span,
+          out_features, in_features):
+        return x.new_empty(*x.shape[:-1], out_features)
+else:
+    _WRAP = wrap_triton
+    weight_only_linear = torch.library.triton_op("tqk::weight_only_linear", mutates_args=())(
+        _weight_only_linear)
 
 
 def _setup_context(ctx, inputs, output):
-    x, packed, scales, zeros, bias, bits, element, zero_mode, zero_offset, group_size, span, n, k = inputs
+    x, packed, scales, zeros, bias, counters, bits, element, zero_mode, zero_offset, group_size, span, n, k = inputs
     ctx.save_for_backward(packed, scales, zeros)
     ctx.fmt = WeightFormat(bits, element, zero_mode, zero_offset, group_size, span)
     ctx.in_features = k
@@ -58,7 +96,27 @@ def _backward(ctx, grad):
         grad_x = grad @ w
     if ctx.has_bias and ctx.needs_input_grad[4]:
         grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0)
-    return grad_x, None, None, None, grad_bias, None, None, None, None, None, None, None, None
+    return (grad_x, None, None, None, grad_bias) + (None,) * 9
 
 
 weight_only_linear.register_autograd(_backward, setup_context=_setup_context)
+
+
+def check_linear_inputs(x, bias, *, dtype: torch.dtype, device: torch.device, in_features: int,
+                        out_features: int):
+    """Raise a clear error for an input the kernels cannot take; run before the op (and, under
+    torch.compile, while tracing: a call with a new dtype or device recompiles and raises here)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"linear input must be a tensor, got {type(x).__name__}")
+    if x.dtype not in ACTIVATION_DTYPES:
+        raise TypeError(f"tqk linear takes bfloat16, float16 or float32 input, got {x.dtype}")
+    if x.dtype != dtype:
+        raise TypeError(f"input dtype {x.dtype} does not match the quantized weight's dtype {dtype}")
+    if x.dim() == 0 or x.shape[-1] != in_features:
+        raise ValueError(f"input of shape {tuple(x.shape)}: last dim must be in_features={in_features}")
+    if x.device != device:
+        raise ValueError(f"input is on {x.device} but the quantized weight is on {device}")
+    if bias is not None:
+        if bias.shape != (out_features,) or bias.dtype != x.dtype or bias.device != x.device:
+            raise ValueError(f"bias must be a {x.dtype} tensor of shape ({out_features},) on {x.device}, "
+                             f"got {bias.dtype} {tuple(bias.shape)} on {bias.device}")

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 from .configs.base import CannotQuantize, QuantConfig, quantize_weight
+from .linear import QuantizedLinear
+from .tensor import QuantizedLinearWeight
 
 
 @dataclass
@@ -60,11 +62,14 @@ def quantize_(
 
     filter_fn(module, fqn) selects layers (default: every nn.Linear). `device`: move each
     selected layer there before quantizing it, so a model too large for the GPU in bf16 can be
-    quantized layer by layer. A layer the config cannot take is left in float and listed, with
-    the reason, in the returned report (and a warning)."""
+    quantized layer by layer. Each nn.Linear becomes a tqk.QuantizedLinear (the same object, its
+    class changed); another selected module keeps its class and gets a QuantizedLinearWeight
+    parameter. A layer the config cannot take is left in float and listed, with the reason, in
+    the returned report (and a warning). A model with layers quantized already is refused before
+    anything changes."""
     if not isinstance(config, (QuantConfig, FqnToConfig)):
         raise TypeError(f"config must be a tqk config or FqnToConfig, got {type(config).__name__}")
-    report = QuantizeReport()
+    selected = []
     for fqn, module in list(model.named_modules()):
         if isinstance(config, FqnToConfig):
             matched, layer_config = config.config_for(fqn, module)
@@ -74,6 +79,14 @@ def quantize_(
             if not (filter_fn or _is_linear)(module, fqn):
                 continue
             layer_config = config
+        selected.append((fqn, module, layer_config))
+    done = [fqn or "<model>" for fqn, module, _ in selected
+            if isinstance(module, QuantizedLinear) or isinstance(getattr(module, "weight", None), QuantizedLinearWeight)]
+    if done:
+        raise ValueError(f"tqk.quantize_: {len(done)} layer(s) are quantized already ({', '.join(done[:4])}"
+                         f"{', ...' if len(done) > 4 else ''}); a config cannot be applied twice")
+    report = QuantizeReport()
+    for fqn, module, layer_config in selected:
         weight = getattr(module, "weight", None)
         if not isinstance(weight, torch.Tensor):
             report.skipped[fqn] = f"{type(module).__name__} has no weight tensor"
@@ -86,7 +99,10 @@ def quantize_(
         except CannotQuantize as e:
             report.skipped[fqn] = str(e)
             continue
-        module.weight = nn.Parameter(qweight, requires_grad=False)
+        if type(module) is nn.Linear:
+            QuantizedLinear.convert_(module, qweight)
+        else:  # a subclass may have its own forward: keep it, with the weight as a tensor subclass
+            module.weight = nn.Parameter(qweight, requires_grad=False)
         report.quantized[fqn] = repr(qweight.quant_layout)
     if report.skipped:
         warnings.warn(f"tqk.quantize_ left {len(report.skipped)} layer(s) in float:\n{report}", stacklevel=2)

@@ -14,9 +14,6 @@ from torch.utils._python_dispatch import return_and_correct_aliasing
 from . import ops
 from .layouts import AffineLayout, Float8Layout, Layout
 
-ACTIVATION_DTYPES = (torch.bfloat16, torch.float16)
-
-
 class QuantizedLinearWeight(torch.Tensor):
     @staticmethod
     def __new__(cls, packed, scales, zeros, layout: Layout, shape, dtype):
@@ -54,11 +51,14 @@ class QuantizedLinearWeight(torch.Tensor):
                 f"quant_layout={self.quant_layout}, device={self.device})")
 
     # --- the matmul -------------------------------------------------------------------
-    def linear(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        _check_linear_inputs(x, self, bias)
+    def linear(self, x: torch.Tensor, bias: torch.Tensor | None = None, counters: torch.Tensor | None = None):
+        """x @ W.T + bias through the layout's op. counters: zeroed split-K slots that the caller keeps
+        (tqk.QuantizedLinear does); without them a split-K GEMV zeroes its own for each call."""
+        ops.check_linear_inputs(x, bias, dtype=self.dtype, device=self.device, in_features=self.in_features,
+                                out_features=self.out_features)
         fmt = self.quant_layout.weight_format()
         return ops.weight_only_linear(
-            x, self.packed, self.scales, self.zeros, bias, fmt.bits, fmt.element, fmt.zero_mode,
+            x, self.packed, self.scales, self.zeros, bias, counters, fmt.bits, fmt.element, fmt.zero_mode,
             fmt.zero_offset, fmt.group_size, fmt.span, self.out_features, self.in_features,
         )
 
@@ -102,23 +102,6 @@ class QuantizedLinearWeight(torch.Tensor):
             raise NotImplementedError(
                 f"QuantizedLinearWeight does not support {func}; use F.linear, or call .dequantize() first")
         return handler(func, args, kwargs)
-
-
-def _check_linear_inputs(x, weight: QuantizedLinearWeight, bias):
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"linear input must be a tensor, got {type(x).__name__}")
-    if x.dtype not in ACTIVATION_DTYPES:
-        raise TypeError(f"tqk linear takes bfloat16 or float16 input, got {x.dtype}")
-    if x.dtype != weight.dtype:
-        raise TypeError(f"input dtype {x.dtype} does not match the quantized weight's dtype {weight.dtype}")
-    if x.dim() == 0 or x.shape[-1] != weight.in_features:
-        raise ValueError(f"input of shape {tuple(x.shape)}: last dim must be in_features={weight.in_features}")
-    if x.device != weight.device:
-        raise ValueError(f"input is on {x.device} but the quantized weight is on {weight.device}")
-    if bias is not None:
-        if bias.shape != (weight.out_features,) or bias.dtype != x.dtype or bias.device != x.device:
-            raise ValueError(f"bias must be a {x.dtype} tensor of shape ({weight.out_features},) on {x.device}, "
-                             f"got {bias.dtype} {tuple(bias.shape)} on {bias.device}")
 
 
 def _same_tensor(func, args, kwargs):

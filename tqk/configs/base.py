@@ -44,9 +44,8 @@ def check_weight(weight: torch.Tensor):
         raise ValueError("this weight is already quantized by tqk: a config cannot be applied twice")
     if weight.dim() != 2:
         raise CannotQuantize(f"weight must be 2-D [out_features, in_features], got shape {tuple(weight.shape)}")
-    if weight.dtype not in (torch.bfloat16, torch.float16):
-        raise CannotQuantize(f"weight dtype {weight.dtype}: tqk kernels run bfloat16 or float16 models "
-                             "(cast the model, e.g. model.to(torch.bfloat16), before quantize_)")
+    if weight.dtype not in (torch.bfloat16, torch.float16, torch.float32):
+        raise CannotQuantize(f"weight dtype {weight.dtype}: tqk kernels run bfloat16, float16 or float32 models")
     if weight.device.type == "meta":
         raise CannotQuantize("weight is on the meta device: load or materialize it before quantize_")
     if not bool(torch.isfinite(weight).all()):

@@ -430,29 +430,30 @@ def _output(x2d, n: int, split_k: int) -> torch.Tensor:
     return torch.zeros((x2d.shape[0], n), dtype=torch.float32, device=x2d.device)
 
 
-_COUNTERS: dict = {}
+def split_counter_slots(fmt: WeightFormat, n: int, k: int, device: torch.device) -> int:
+    """How many int32 counters the split-K GEMV needs for this weight on `device`: one per (row of
+    x, tile of N) for the largest GEMV call the tuned configs can pick. A layer holds them as a
+    zeroed buffer made when it is quantized (tqk.QuantizedLinear), so no call allocates one: made
+    lazily, it would land in CUDA-graph trees' pool during warm-up and break the next replay."""
+    from .tuning import M_BUCKETS, select_config
+
+    slots = 0
+    for bucket in M_BUCKETS:
+        config = select_config(fmt.key, n, k, bucket, device)
+        if config.kernel == "gemv" and config.split_k > 1:
+            slots = max(slots, bucket * triton.cdiv(n, config.block_n))
+    return slots
 
 
-def _split_counters(device: torch.device, size: int) -> torch.Tensor:
-    """Zeroed int32 counters for the split-K GEMV, one per (row of x, tile of N). The kernel sets
-    each back to 0 after use, so one buffer per device serves every call, graph replays included.
-    It is made (or grown) outside CUDA-graph capture: the first call of a captured model is a
-    warm-up call (torch.compile's cudagraph trees and tqk.bench both run one). GEMVs run one after
-    another on a stream; two running at once on two streams of one device would share counters."""
-    key = (device.type, device.index)
-    buf = _COUNTERS.get(key)
-    if buf is None or buf.numel() < size:
-        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-            raise RuntimeError("tqk: the split-K GEMV's counters must be made before CUDA-graph capture; "
-                               "run the model once before capturing it")
-        buf = torch.zeros(max(size, 1 << 16), dtype=torch.int32, device=device)
-        _COUNTERS[key] = buf
-    return buf
+def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: int, k: int, config,
+                       counters: torch.Tensor | None = None, wrap=None) -> torch.Tensor:
+    """Launch the kernel that `config` names. Inputs are checked by the caller (tqk.ops).
 
-
-def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: int, k: int, config) -> torch.Tensor:
-    """Launch the kernel that `config` names. Inputs are checked by the caller (tqk.ops)."""
+    counters: zeroed int32 slots for the split-K GEMV (split_counter_slots), which it leaves at zero;
+    without them (or too few) a zeroed buffer is made for this call, which costs a memset.
+    wrap: torch.library.wrap_triton inside a triton_op, so inductor launches the kernel itself."""
     m = x2d.shape[0]
+    wrap = wrap or (lambda kernel: kernel)
     consts = fmt.constexprs()
     zeros = scales if zeros is None else zeros  # never read when ZERO_MODE != "tensor"
     bias_arg = scales if bias is None else bias
@@ -467,8 +468,10 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         parts, counts = out, out  # never read without split-K
         if split_k > 1:
             parts = torch.empty((split_k, m, n), dtype=torch.float32, device=x2d.device)
-            counts = _split_counters(x2d.device, m * tiles)
-        weight_only_gemv_kernel[(tiles * split_k, m)](
+            counts = counters
+            if counts is None or counts.numel() < m * tiles:
+                counts = torch.zeros(m * tiles, dtype=torch.int32, device=x2d.device)
+        wrap(weight_only_gemv_kernel)[(tiles * split_k, m)](
             x2d, packed, scales, zeros, bias_arg, out, parts, counts, m, n, k, words_per_row, n_groups,
             x2d.stride(0), out.stride(0), chunk, tiles, HAS_BIAS=bias is not None,
             BLOCK_N=config.block_n, SPLIT_K=split_k, PTX=ptx_ok(x2d.device),
@@ -481,7 +484,7 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
     split_k = max(1, min(config.split_k, words_per_row // fmt.span))
     out = _output(x2d, n, split_k)
     grid = (triton.cdiv(n, config.block_n) * triton.cdiv(m, config.block_m), split_k)
-    weight_only_gemm_kernel[grid](
+    wrap(weight_only_gemm_kernel)[grid](
         x2d, packed, scales, zeros, bias_arg, out, m, n, k, words_per_row, n_groups,
         x2d.stride(0), out.stride(0), HAS_BIAS=bias is not None, BLOCK_N=config.block_n,
         BLOCK_M=config.block_m, SPLIT_K=split_k, GROUP_N=config.group_n,
