@@ -167,16 +167,20 @@ def test_valid_edge_inputs_do_not_return_garbage():
 
 
 def test_split_k_counters_are_made_with_the_layer(monkeypatch):
-    """A layer whose GEMV splits K holds its zeroed counters from quantize_ on (made lazily in a
-    call, they landed in CUDA-graph trees' pool and broke the next replay), sized for the largest
-    M the tuned configs run as a split GEMV, and remade on a move."""
+    """A layer whose GEMV splits K holds zeroed counters from quantize_ on (made lazily in a call,
+    they landed in CUDA-graph trees' pool and broke the next replay), enough for the largest M the
+    tuned configs run as a split GEMV; layers on one device share them; a layer that never splits
+    holds none."""
     from tqk.kernels import tuning
     gemv = tuning.KernelConfig("gemv", block_n=16, split_k=4)
     gemm = tuning.KernelConfig("gemm", block_n=16, block_m=16)
     for module in (tuning, tqk.ops):
         monkeypatch.setattr(module, "select_config", lambda key, n, k, m, device: gemv if m <= 2 else gemm)
-    lin = qlinear(k=512, n=40)
-    assert lin.split_counters.numel() == 2 * 3 and int(lin.split_counters.count_nonzero()) == 0
+    from tqk.kernels import weight_only
+    assert weight_only.split_counter_slots(tqk.layouts.AffineLayout(32).weight_format(), 40, 512, DEV) == 2 * 3
+    lin, other = qlinear(k=512, n=40), qlinear(k=512, n=24)
+    assert lin.split_counters is other.split_counters  # one graph input for the whole model
+    assert lin.split_counters.numel() >= 6 and int(lin.split_counters.count_nonzero()) == 0
     assert "split_counters" not in lin.state_dict()
     x = torch.randn(2, 512, dtype=DT, device=DEV)
     T.assert_close_to_reference(lin(x), T.reference_linear(x, lin.weight, lin.bias), x=x, weight=lin.weight,
@@ -184,4 +188,4 @@ def test_split_k_counters_are_made_with_the_layer(monkeypatch):
     assert int(lin.split_counters.count_nonzero()) == 0
     monkeypatch.setattr(tuning, "select_config", lambda key, n, k, m, device: gemm)
     lin.to(DEV)
-    assert lin.split_counters.numel() == 0
+    assert lin.split_counters is None

@@ -4,7 +4,9 @@ The packed tensors are plain buffers and forward calls the op on them. Why not a
 the tensor-subclass weight: under torch.compile a subclass parameter is unwrapped by AOTAutograd in
 Python on every call, and each of its size()/stride() guards runs the subclass's
 `__torch_function__`. For 33 layers that cost 0.75-1.42 ms of CPU per CUDA-graph replay on the H200,
-where bf16 costs 0.2 ms. Plain buffers are ordinary graph inputs.
+where bf16 costs 0.2 ms. Plain buffers are ordinary graph inputs, and as few as can be: every graph
+input costs CPU time on each replay, so scales and zero points are one buffer (`qparams`, sliced in
+forward, which compiles to views) and the split-K counters are one buffer per device.
 
 What users rely on stays: `layer.weight` is a QuantizedLinearWeight over the same buffers
 (`.dequantize()`, `.packed_nbytes`), `state_dict()` holds it under `weight` (loadable with
@@ -16,7 +18,7 @@ import torch
 from torch import nn
 
 from . import ops
-from .kernels.weight_only import split_counter_slots
+from .kernels.weight_only import split_counters
 from .tensor import QuantizedLinearWeight
 
 
@@ -49,8 +51,12 @@ class QuantizedLinear(nn.Linear):
         self.quant_layout = weight.quant_layout
         self.weight_dtype = weight.dtype
         self._format = weight.quant_layout.weight_format()
-        for name, t in (("packed", weight.packed), ("scales", weight.scales), ("zeros", weight.zeros)):
-            self._set_buffer(name, None if t is None else t.detach())
+        if weight.zeros is not None and weight.zeros.dtype != weight.scales.dtype:
+            raise ValueError(f"zero points ({weight.zeros.dtype}) and scales ({weight.scales.dtype}) must share a dtype")
+        self._has_zeros = weight.zeros is not None
+        self._set_buffer("packed", weight.packed.detach())
+        self._set_buffer("qparams", weight.scales.detach() if weight.zeros is None else
+                         torch.stack([weight.scales.detach(), weight.zeros.detach()]))
         self._refresh_counters()
 
     def _set_buffer(self, name, t):
@@ -60,12 +66,16 @@ class QuantizedLinear(nn.Linear):
             self.register_buffer(name, t, persistent=False)
 
     def _refresh_counters(self):
-        """Zeroed split-K slots for this layer on its device, made now rather than in a call (a
-        buffer made during CUDA-graph trees' warm-up breaks the next replay)."""
-        slots = split_counter_slots(self._format, self.out_features, self.in_features, self.packed.device)
-        old = self._buffers.get("split_counters")
-        if old is None or old.numel() != slots or old.device != self.packed.device:
-            self._set_buffer("split_counters", torch.zeros(slots, dtype=torch.int32, device=self.packed.device))
+        self._set_buffer("split_counters", split_counters(self._format, self.out_features, self.in_features,
+                                                          self.packed.device))
+
+    @property
+    def scales(self) -> torch.Tensor:
+        return self.qparams[0] if self._has_zeros else self.qparams
+
+    @property
+    def zeros(self) -> torch.Tensor | None:
+        return self.qparams[1] if self._has_zeros else None
 
     @property
     def weight(self) -> QuantizedLinearWeight:
@@ -81,8 +91,8 @@ class QuantizedLinear(nn.Linear):
         """.to(device) / .cuda() move the buffers (and remake the counters there); a float cast
         (.half(), .float()) casts scales and zero points and the layer then takes that dtype."""
         super()._apply(fn, recurse)
-        if self.scales.dtype != self.weight_dtype:
-            self.weight_dtype = self.scales.dtype
+        if self.qparams.dtype != self.weight_dtype:
+            self.weight_dtype = self.qparams.dtype
         self._refresh_counters()
         return self
 

@@ -432,9 +432,7 @@ def _output(x2d, n: int, split_k: int) -> torch.Tensor:
 
 def split_counter_slots(fmt: WeightFormat, n: int, k: int, device: torch.device) -> int:
     """How many int32 counters the split-K GEMV needs for this weight on `device`: one per (row of
-    x, tile of N) for the largest GEMV call the tuned configs can pick. A layer holds them as a
-    zeroed buffer made when it is quantized (tqk.QuantizedLinear), so no call allocates one: made
-    lazily, it would land in CUDA-graph trees' pool during warm-up and break the next replay."""
+    x, tile of N) for the largest GEMV call the tuned configs can pick."""
     from .tuning import M_BUCKETS, select_config
 
     slots = 0
@@ -443,6 +441,27 @@ def split_counter_slots(fmt: WeightFormat, n: int, k: int, device: torch.device)
         if config.kernel == "gemv" and config.split_k > 1:
             slots = max(slots, bucket * triton.cdiv(n, config.block_n))
     return slots
+
+
+SHARED_COUNTER_SLOTS = 1 << 17  # 512 KiB per device: every Llama-sized layer's GEMV fits
+_SHARED_COUNTERS: dict[torch.device, torch.Tensor] = {}
+
+
+def split_counters(fmt: WeightFormat, n: int, k: int, device: torch.device) -> torch.Tensor | None:
+    """Zeroed counters for this weight's split-K GEMV, or None if it never splits. Made when a layer is
+    quantized or moved, never in a call: a buffer made lazily landed in CUDA-graph trees' pool during
+    warm-up and broke the next replay. Layers on one device share one buffer (the GEMVs run one after
+    another on a stream and each leaves its counters at zero), so a whole model adds one graph input,
+    not one per layer: each input costs CPU time on every CUDA-graph replay."""
+    slots = split_counter_slots(fmt, n, k, device)
+    if slots == 0:
+        return None
+    device = torch.device(device)
+    shared = _SHARED_COUNTERS.get(device)
+    if shared is None or shared.numel() < slots:
+        shared = torch.zeros(max(slots, SHARED_COUNTER_SLOTS), dtype=torch.int32, device=device)
+        _SHARED_COUNTERS[device] = shared
+    return shared
 
 
 def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: int, k: int, config,
