@@ -81,6 +81,7 @@ def main():
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--batch", default="1,16")
     p.add_argument("--configs", default="bf16,int4,int8,fp8")
+    p.add_argument("--profile", action="store_true", help="cProfile 200 reduce-overhead replays per config")
     args = p.parse_args()
     configs = {"bf16": None, "int4": tqk.Int4WeightOnlyConfig(group_size=128), "int8": tqk.Int8WeightOnlyConfig(),
                "fp8": tqk.Float8WeightOnlyConfig()}
@@ -105,6 +106,17 @@ def main():
                         ref = model(x)
                         err = ((out.float() - ref.float()).norm() / ref.float().norm()).item()
                         wall, cpu = timed(fn, x)
+                        if args.profile and mode == "reduce-overhead":
+                            import cProfile
+                            import pstats
+                            prof = cProfile.Profile()
+                            prof.enable()
+                            for _ in range(200):
+                                fn(x)
+                            prof.disable()
+                            torch.cuda.synchronize()
+                            print(f"--- {name} b{batch} reduce-overhead, 200 replays")
+                            pstats.Stats(prof).sort_stats("tottime").print_stats(18)
                         row[mode] = f"{wall:.3f}/{cpu:.3f} (err {err:.1e}, compile {time.perf_counter() - t0:.0f}s)"
                         if mode == "default":
                             n, kinds = kernels_per_step(fn, x)
