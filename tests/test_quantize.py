@@ -206,7 +206,11 @@ def test_save_load_into_meta_model_gives_identical_outputs(config):
     assert quantized_names(fresh) == sorted(LINEARS)
     assert fresh.head.weight.quant_layout == model.head.weight.quant_layout
     x = torch.randn(3, 64, dtype=DT, device=DEV)
+    assert torch.equal(fresh(x), model(x))  # the tensor-subclass weight runs as it is
+    assert tqk.unwrap_tensor_subclass(fresh) is fresh
+    assert all(type(fresh.get_submodule(n)) is tqk.QuantizedLinear for n in LINEARS)
     assert torch.equal(fresh(x), model(x))
+    assert sorted(fresh.state_dict()) == sorted(state)
 
 
 @pytest.mark.usefixtures("deterministic_kernels")

@@ -17,12 +17,13 @@ from .configs import (CannotQuantize, Float8WeightOnlyConfig, Int4WeightOnlyConf
 from .quant import (MappingType, PerAxis, PerBlock, PerGroup, PerRow, PerTensor,  # noqa: E402
                     choose_qparams_affine, dequantize_affine, quantize_affine)
 from .linear import QuantizedLinear  # noqa: E402
-from .quantize import FqnToConfig, QuantizeReport, quantize_  # noqa: E402
+from .quantize import FqnToConfig, QuantizeReport, quantize_, unwrap_tensor_subclass  # noqa: E402
 from .tensor import QuantizedLinearWeight  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
-    "quantize_", "quantize_weight", "FqnToConfig", "QuantizeReport", "QuantizedLinearWeight", "QuantizedLinear", "QuantConfig",
+    "quantize_", "quantize_weight", "unwrap_tensor_subclass", "FqnToConfig", "QuantizeReport",
+    "QuantizedLinearWeight", "QuantizedLinear", "QuantConfig",
     "CannotQuantize", "Int4WeightOnlyConfig", "Int8WeightOnlyConfig", "Float8WeightOnlyConfig",
     "MappingType", "PerTensor", "PerAxis", "PerRow", "PerGroup", "PerBlock",
     "choose_qparams_affine", "quantize_affine", "dequantize_affine",

@@ -107,3 +107,14 @@ def quantize_(
     if report.skipped:
         warnings.warn(f"tqk.quantize_ left {len(report.skipped)} layer(s) in float:\n{report}", stacklevel=2)
     return report
+
+
+def unwrap_tensor_subclass(model: nn.Module) -> nn.Module:
+    """Turn each nn.Linear whose weight is a QuantizedLinearWeight into a QuantizedLinear, as quantize_
+    makes them, in place. That is the state after `load_state_dict(quantized_state, assign=True)` into
+    a float model: it runs, but a tensor-subclass weight costs CPU time on every compiled call.
+    (torchao's name for its own such step.)"""
+    for module in model.modules():
+        if type(module) is nn.Linear and isinstance(module.weight, QuantizedLinearWeight):
+            QuantizedLinear.convert_(module, module.weight)
+    return model
