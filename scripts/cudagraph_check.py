@@ -11,15 +11,20 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from tqk.bench.model import ModelArgs, apply_config, build_model, decode_one
+from tqk.bench.decoder import ModelArgs, build_model
+from tqk.bench.model import apply_config
 
 configs = sys.argv[1:] or ["bf16", "tqk-int4", "gemlite-int4"]
 a = ModelArgs.llama3_8b(n_layers=2, vocab=32000)
 for name in configs:
     model = build_model(a, "cuda")
-    apply_config(model, name, "cuda")
+    apply_config(model, name)
     model.setup_caches(1, 128)
-    step = torch.compile(decode_one, mode="reduce-overhead", fullgraph=True)
+    compiled = torch.compile(model, mode="reduce-overhead", fullgraph=True)
+
+    def step(model, tok, pos):
+        return compiled(tok, pos)[:, -1].argmax(-1, keepdim=True)
+
     tok = torch.zeros(1, 1, dtype=torch.long, device="cuda")
     pos = torch.tensor([5], device="cuda")
     with torch.no_grad():

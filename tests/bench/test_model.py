@@ -1,35 +1,55 @@
-"""The model benchmark's decoder on CPU: tiny, bf16, no compile."""
+"""The model benchmark on CPU: the decoder, the table and CSV, budgets and skipped configs.
+
+The tiny decoder runs eagerly (--modes eager) except in one test that compiles one config: the
+inductor CPU compile takes tens of seconds on a CI machine.
+"""
+import csv
 import math
 
 import pytest
 import torch
 
+from tqk.bench import __main__ as cli
 from tqk.bench import model as mb
+from tqk.bench.decoder import ModelArgs, build_model, kv_cache_bytes, weight_bytes
 
 TINY = dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=128, vocab=256)
+SMALL = ["--tiny", "--device", "cpu", "--n-layers", "1", "--acc-len", "2", "--gen", "1", "--repeats", "1"]
+
+
+def _params(**over):
+    p = dict(model=vars(ModelArgs.tiny(n_layers=1)), device="cpu", batches=[1], modes=["eager"], acc_len=3, gen=2,
+             repeats=1, seed=0, bandwidth=1e9)
+    return {**p, **over}
+
+
+def _read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def test_build_is_deterministic_and_bf16():
-    a = mb.ModelArgs.tiny(**TINY)
-    m1, m2 = mb.build_model(a, seed=1), mb.build_model(a, seed=1)
+    a = ModelArgs.tiny(**TINY)
+    m1, m2 = build_model(a, seed=1), build_model(a, seed=1)
     for (n, p1), p2 in zip(m1.named_parameters(), m2.parameters()):
         assert p1.dtype == torch.bfloat16 and torch.equal(p1, p2), n
-    assert not torch.equal(m1.output.weight, mb.build_model(a, seed=2).output.weight)
-    assert mb.weight_bytes(m1) == sum(p.numel() for p in m1.parameters()) * 2
-    m1.setup_caches(2, 16)  # caches and rope tables do not count as weights
-    assert mb.weight_bytes(m1) == sum(p.numel() for p in m1.parameters()) * 2
+    assert not torch.equal(m1.output.weight, build_model(a, seed=2).output.weight)
+    read = sum(p.numel() for n, p in m1.named_parameters() if "tok_embeddings" not in n) * 2
+    assert weight_bytes(m1) == read  # a step reads one row of the embedding table, not the table
+    m1.setup_caches(2, 16)  # caches and rope tables are not weights; the decode attention reads the cache whole
+    assert weight_bytes(m1) == read and kv_cache_bytes(m1) == a.n_layers * 2 * (2 * 2 * 16 * 16) * 2
 
 
 def test_kv_cache_decode_matches_full_prefill():
-    a = mb.ModelArgs.tiny(**TINY)
-    model = mb.build_model(a, seed=0)
+    a = ModelArgs.tiny(**TINY)
+    model = build_model(a, seed=0)
     tokens = torch.randint(0, a.vocab, (2, 10), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         model.setup_caches(2, 16)
-        _, full = mb.prefill(model, tokens)
+        full = model(tokens, torch.arange(10))
         model.setup_caches(2, 16)
-        _, part = mb.prefill(model, tokens[:, :6])
-        steps = [mb.logits_step(model, tokens[:, i:i + 1], i) for i in range(6, 10)]
+        model(tokens[:, :6], torch.arange(6))
+        steps = [model(tokens[:, i:i + 1], torch.tensor([i]))[:, -1] for i in range(6, 10)]
     assert full.shape == (2, 10, a.vocab)
     for i, lg in enumerate(steps):
         ref = full[:, 6 + i].float()
@@ -37,57 +57,92 @@ def test_kv_cache_decode_matches_full_prefill():
         assert torch.equal(lg.argmax(-1), ref.argmax(-1))
 
 
-def test_generate_and_run_bf16():
-    a = mb.ModelArgs.tiny(**TINY)
-    model = mb.build_model(a, seed=0)
-    prompt = torch.randint(0, a.vocab, (3, 5), generator=torch.Generator().manual_seed(1))
-    with torch.inference_mode():
-        model.setup_caches(3, 12)
-        toks = mb.generate(model, prompt, 6)
-        model.setup_caches(3, 12)
-        again = mb.generate(model, prompt, 6)
-    assert toks.shape == (3, 6) and torch.equal(toks, again)
-    logs = []
-    res = mb.run(a, ["bf16"], device="cpu", batch_sizes=(1, 2), prompt_len=4, n_warm=1, n_gen=3, prefill_len=16,
-                 acc_len=8, compile_mode="none", log=logs.append)
-    (r,) = res
-    assert r.config == "bf16" and r.agreement == 1.0 and r.logit_sqnr_db == float("inf")
-    assert set(r.tokens_per_s) == {1, 2} and all(v > 0 for v in r.tokens_per_s.values())
-    assert r.prefill_ms > 0 and r.weight_mib > 0 and r.compiled == "eager"
-    text = mb.format_results(res, (1, 2), 16)
-    assert "bf16" in text and "inf" in text
+def test_cli_rows_csv_and_table(tmp_path, capsys):
+    pytest.importorskip("tqk")
+    out = tmp_path / "out"
+    rc = cli.main(["model", *SMALL, "--modes", "eager", "--batch-sizes", "1,2", "--no-isolate", "--out", str(out),
+                   "--configs", "gemlite-int4,tqk-int8,bf16,torchao-int8,nope"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    table = (out / "model_table.txt").read_text()
+    assert printed.rstrip().endswith(table.rstrip())  # the table is printed last
+    rows = _read_csv(out / "model_results.csv")
+    assert [(r["config"], r["batch"]) for r in rows] == [
+        (c, b) for c in ("bf16", "tqk-int8", "gemlite-int4", "torchao-int8", "nope") for b in ("1", "2")]
+    by = {(r["config"], int(r["batch"])): r for r in rows}
+    for c in ("bf16", "tqk-int8"):
+        for b in (1, 2):
+            r = by[(c, b)]
+            assert float(r["eager_ms"]) > 0 and float(r["eager_cpu_ms"]) > 0 and float(r["ideal_ms"]) > 0, r
+            assert r["floor_ms"] == "" and "floor: CUDA only" in r["note"]
+            assert float(r["eager_x_bf16"]) > 0
+    assert float(by[("bf16", 1)]["eager_x_bf16"]) == 1.0 and by[("bf16", 1)]["sqnr_db"] == "inf"
+    q = by[("tqk-int8", 1)]
+    assert float(q["weight_mib"]) < float(by[("bf16", 1)]["weight_mib"])
+    assert float(q["ideal_ms"]) < float(by[("bf16", 1)]["ideal_ms"])
+    assert float(q["agreement"]) >= 0.5 and 20 < float(q["sqnr_db"]) < math.inf  # accuracy at the first batch only
+    assert by[("tqk-int8", 2)]["agreement"] == ""
+    for c in ("gemlite-int4", "torchao-int8"):
+        assert by[(c, 1)]["note"] == "skipped: needs a CUDA GPU" and by[(c, 1)]["eager_ms"] == ""
+    assert by[("nope", 2)]["note"].startswith("skipped: unknown config")
 
 
-def test_unknown_and_gpu_only_configs_fail_cleanly(tmp_path):
-    a = mb.ModelArgs.tiny(**TINY)
-    res = mb.run(a, ["nope", "torchao-int4", "gemlite-int4"], device="cpu", batch_sizes=(1,), prompt_len=2,
-                 n_warm=0, n_gen=1, prefill_len=0, acc_len=4, compile_mode="none", log=lambda s: None)
-    assert [r.config for r in res] == ["nope", "torchao-int4", "gemlite-int4"]
-    assert all(r.note.startswith("error:") for r in res)
-    path = mb.write_results(res, str(tmp_path / "m.csv"), (1,))
-    lines = open(path).read().splitlines()
-    assert lines[0].startswith("config,tokens_per_s_b1,prefill_ms") and len(lines) == 4
+def test_compiled_model_first_call(tmp_path):
+    """One compile (default mode, batch 1) of bf16: the compiled model's first call is its first, the
+    timed loop does not recompile, and the teacher-forced logits give the reference."""
+    out = tmp_path / "out"
+    assert cli.main(["model", *SMALL, "--modes", "default", "--batch-sizes", "1", "--no-isolate", "--out", str(out),
+                     "--configs", "bf16"]) == 0
+    (r,) = _read_csv(out / "model_results.csv")
+    assert float(r["default_ms"]) > 0 and float(r["default_cpu_ms"]) > 0
+    assert r["note"] == "floor: CUDA only" and r["agreement"] == "1.0"
 
 
-def test_agreement_and_sqnr():
-    ref = torch.randn(1, 5, 10)
-    agree, sq = mb.agreement_and_sqnr(ref, ref.clone())
-    assert agree == 1.0 and sq == float("inf")
-    agree, sq = mb.agreement_and_sqnr(ref, -ref)
-    assert agree == 0.0 and math.isfinite(sq)
+def test_failures_are_notes_not_crashes(tmp_path):
+    rows = mb.measure_config(_params(config="nope", ref_path="", deadline=1e18, batches=[1, 2]))
+    assert [r["batch"] for r in rows] == [1, 2]
+    assert all(any(n.startswith("error: ValueError: unknown config") for n in r["notes"]) for r in rows)
+    (r,) = mb.measure_config(_params(config="bf16", ref_path=str(tmp_path / "ref.pt"), deadline=1e18,
+                                     modes=["bad", "eager"]))
+    assert list(r["wall_ms"]) == ["eager"] and any(n.startswith("bad: KeyError") for n in r["notes"])
+    assert r["agreement"] == 1.0  # taken by the first run that got through the prompt
 
 
-def test_tqk_config_on_tiny_model():
-    tqk = pytest.importorskip("tqk")
-    if not hasattr(tqk, "quantize_"):
-        pytest.skip("tqk.quantize_ not available")
-    a = mb.ModelArgs.tiny(dim=128, n_layers=1, n_heads=4, n_kv_heads=2, ffn_dim=128, vocab=128)
-    model = mb.build_model(a, seed=0)
-    before = mb.weight_bytes(model)
-    mb.apply_config(model, "tqk-int8", "cpu")
-    assert mb.weight_bytes(model) < before
-    prompt = torch.randint(0, a.vocab, (1, 4), generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        logits = mb.accuracy_logits(model, prompt)
-        ref = mb.accuracy_logits(mb.build_model(a, seed=0), prompt)
-    assert mb.agreement_and_sqnr(ref, logits)[1] > 15
+def test_deadline_skips_runs_and_budget_skips_configs(tmp_path):
+    reports = []
+    rows = mb.measure_config(_params(config="bf16", ref_path=str(tmp_path / "ref.pt"), deadline=0.0,
+                                     batches=[1, 2]), report=reports.append)
+    assert [r["wall_ms"] for r in rows] == [{}, {}]
+    assert all("eager: skipped, 0 s left (time budget)" in r["notes"] for r in rows) and reports
+    got = mb.run(_params(), ["tqk-int8", "bf16"], time_budget_s=0, isolated=False, log=lambda s: None)
+    assert [(r.config, r.notes) for r in got] == [("bf16", ["skipped: time budget"]),
+                                                  ("tqk-int8", ["skipped: time budget"])]
+
+
+def test_config_timeout_keeps_a_reserve_for_the_configs_after():
+    assert mb.config_timeout(540, 7) == 540 - 7 * mb.RESERVE_S
+    assert mb.config_timeout(100, 0) == 100
+    assert mb.config_timeout(100, 3) == 25  # less than the reserves: an equal share
+    assert mb.order_configs(["gemlite-int4", "tqk-fp8", "bf16", "torchao-int4", "tqk-int4", "tqk-fp8"]) == [
+        "bf16", "tqk-fp8", "tqk-int4", "gemlite-int4", "torchao-int4"]
+
+
+def test_table_ratios_and_missing_cells():
+    rows = [mb.Row("bf16", 1, wall_ms={"ro": 2.0, "default": 4.0}, cpu_ms={"ro": 0.2}, floor_ms=1.8, weight_mib=10),
+            mb.Row("tqk-int4", 1, wall_ms={"ro": 1.0}, cpu_ms={"ro": 0.3}, floor_ms=0.9, notes=["default: boom"]),
+            mb.Row("tqk-int4", 16, wall_ms={"ro": 3.0})]  # no bf16 row at batch 16: no ratio
+    cols = {name: vals for _, name, _, vals in mb._columns(rows, ["ro", "default"])}
+    assert cols["ro_x_bf16"][:2] == [1.0, 2.0] and math.isnan(cols["ro_x_bf16"][2])
+    assert cols["floor_x_bf16"][1] == pytest.approx(2.0) and math.isnan(cols["default_x_bf16"][1])
+    assert cols["ro_tok_s"] == [500.0, 1000.0, pytest.approx(16 / 3e-3)]
+    text = mb.format_table(rows, ["ro", "default"], header="hdr")
+    lines = text.splitlines()
+    assert lines[0] == "hdr" and lines[1].split()[:4] == ["config", "batch", "ro", "ms"] and set(lines[2]) == {"-"}
+    assert "2.00" in lines[4] and lines[4].endswith("default: boom") and " - " in lines[4]
+
+
+def test_isolated_run_returns_the_childs_rows():
+    """Each config in a child process (the default): its rows come back through isolate's JSON file."""
+    (r,) = mb.run(_params(), ["bf16"], time_budget_s=300, log=lambda s: None)
+    assert r.config == "bf16" and r.wall_ms["eager"] > 0 and r.sqnr_db == math.inf
+    assert r.notes == ["floor: CUDA only"]

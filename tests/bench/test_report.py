@@ -49,7 +49,7 @@ def _rows():
 
 def test_finalize_ratios_and_ceiling():
     rows = _rows()
-    ceil = Ceilings(copy_bytes_per_s=3e12, matmul_flops_per_s=700e12)
+    ceil = Ceilings(memory_bytes_per_s=3e12, matmul_flops_per_s=700e12)
     report.finalize(rows, ceil)
     by = {(r.M, r.method): r for r in rows}
     r = by[(1, "tqk-int4")]
@@ -75,10 +75,10 @@ def test_finalize_ratios_and_ceiling():
 
 def test_table_and_csv_roundtrip(tmp_path):
     rows = _rows()
-    ceil = Ceilings(copy_bytes_per_s=3e12, matmul_flops_per_s=700e12, matmul_n=8192)
+    ceil = Ceilings(memory_bytes_per_s=3e12, matmul_flops_per_s=700e12, memory_kernel="gemv 2 GiB", matmul_n=8192)
     report.finalize(rows, ceil)
     text = report.format_table(rows, ceil)
-    assert "ceilings: device copy 3.00 TB/s" in text and "700.0 TFLOP/s" in text
+    assert "ceilings: memory 3.00 TB/s (gemv 2 GiB)" in text and "700.0 TFLOP/s" in text
     assert text.count("tqk-int4") == 2 and "error: boom" in text
     path = report.write_csv(rows, str(tmp_path / "sub" / "results.csv"))
     back = report.read_csv(path)
@@ -96,7 +96,7 @@ def test_table_and_csv_roundtrip(tmp_path):
             else:
                 assert bv == ov
     cpath = report.write_ceilings_csv(ceil, str(tmp_path / "ceilings.csv"), "fake gpu")
-    assert open(cpath).read().splitlines()[1].startswith("fake gpu,3.0000,700.00")
+    assert open(cpath).read().splitlines()[1].startswith("fake gpu,3.0000,gemv 2 GiB,700.00")
 
 
 def test_plot_writer(tmp_path):

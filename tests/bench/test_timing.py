@@ -1,5 +1,6 @@
 """Timing helpers on CPU (the CUDA-graph path needs a GPU and is exercised by the GPU run)."""
 import math
+import time
 
 import pytest
 import torch
@@ -48,7 +49,7 @@ def test_time_calls_cpu_cycles_all_copies():
 
 
 def test_ceiling_bound_picks_larger():
-    c = timing.Ceilings(copy_bytes_per_s=2e12, matmul_flops_per_s=1e15)
+    c = timing.Ceilings(memory_bytes_per_s=2e12, matmul_flops_per_s=1e15)
     assert c.bound_s(2e9, 1e9) == (pytest.approx(1e-3), "memory")
     assert c.bound_s(1e3, 1e15) == (pytest.approx(1.0), "compute")
 
@@ -57,3 +58,17 @@ def test_l2_default_without_gpu():
     if not torch.cuda.is_available():
         assert timing.l2_cache_bytes() == timing.DEFAULT_L2_BYTES
     assert not math.isnan(timing.l2_cache_bytes())
+
+
+def test_memory_bandwidth_takes_the_best_kernel_and_size():
+    bw, kernel, t = timing.measure_memory_bandwidth("cpu", sizes=(1 << 20, 4 << 20), reps=2)
+    name, size, unit = kernel.split()
+    assert bw > 0 and name in ("copy", "sum", "gemv") and size in ("1", "4") and unit == "MiB"
+    assert t.median_s > 0
+
+
+def test_time_steps_wall_and_host_cpu():
+    calls = []
+    wall, cpu = timing.time_steps(lambda: calls.append(time.sleep(0.002)), n=5, device="cpu", repeats=3)
+    assert len(calls) == 15
+    assert wall >= 0.002 and cpu < wall  # sleeping costs wall time, not the thread's CPU time

@@ -27,39 +27,34 @@ Float8DynamicActivationFloat8Weight (PerRow) through torch.compile.
 Timing: per method and shape, enough weight copies that their bytes exceed 3x the L2; one CUDA
 graph calls the method once per copy (repeated until a replay lasts >= 1 ms); warm-up,
 autotuning and compilation run before capture; 30 replays timed with CUDA events; median and
-p10/p90 per call. Ceilings measured in the same run: a 1 GiB device-to-device copy (read + write
-bytes) and an 8192^3 bf16 matmul. Bytes per call = weight bytes as stored (codes + scales +
-zeros) + x + out (bf16). "% ceil" = roofline bound (the larger of bytes / copy BW and FLOPs /
+p10/p90 per call. Ceilings measured in the same run: memory, the best bytes/s of a copy (read +
+write counted), a sum and a bf16 GEMV over 1, 2 and 4 GiB buffers (a read stream outruns a copy on
+HBM); and an 8192^3 bf16 matmul. Bytes per call = weight bytes as stored (codes + scales +
+zeros) + x + out (bf16). "% ceil" = roofline bound (the larger of bytes / memory BW and FLOPs /
 matmul rate) over measured time. "x peer" = time of the fastest non-tqk method (bf16 included)
 over this method's time. SQNR = output vs bf16 F.linear on the same x and W, in dB.
 
 Outputs in --out: results.csv (one row per shape, M, method), table.txt (also printed),
 ceilings.csv, meta.json, plots/speedup_<shape>.png (speedup over bf16 vs M, log2 x).
 
-Model benchmark (GPU, < 10 minutes on an H100 with the defaults)
+Model benchmark (GPU, < 10 minutes on an H200 with the defaults)
 ----------------------------------------------------------------
     python -m tqk.bench model --out bench_out/model
 
-A Llama-3-8B-architecture decoder (dim 4096, ffn 14336, 32/8 heads, vocab 128256) with random
-weights and a static KV cache, decoding greedily under torch.compile(mode="reduce-overhead").
-Defaults keep the 8B layer shapes but 4 of the 32 layers (`--n-layers 32` for the full model).
-Reports per config (bf16, each tqk config, torchao int4, gemlite int4 where they run): decode
-tokens/s at batch 1 and 16, prefill time for 2048 tokens, peak memory, weight bytes, and
-teacher-forced next-token agreement and logit SQNR against bf16 on a fixed random prompt.
-`--configs bf16,tqk-int4`, `--batch-sizes 1`, `--compile none`, `--dim/--ffn-dim/--vocab` shrink it.
-Tiny CPU form: `TRITON_INTERPRET=1 python -m tqk.bench model --tiny --device cpu`.
-
-Bounded time: configs run in the order bf16, tqk's, then the peers (the slowest to compile, so
-the ones that get cut), each in its own process (which also frees GPU memory and compile state
-between configs). A config gets min(`--config-timeout`, default 150 s, the time left of
-`--time-budget`, default 540 s); at its timeout its process group is killed and its row keeps
-what it had measured (accuracy, prefill, each batch size done) with the note "timed out after
-N s". A config left with no time is skipped; within a config, batch sizes are skipped (noted)
-once the time left is gone or shorter than the previous batch size took. bf16's logits reach
-the later configs' processes through a file (without bf16, each builds its own reference).
-`--no-isolate` runs all configs in one process, where the timeouts can only skip batch sizes.
-Outputs in --out, rewritten after every config (so a killed run still leaves them):
-model_results.csv, model_table.txt (also printed at the end), model_meta.json.
+What a user sees: `quantize_` then `torch.compile(model, fullgraph=True)` of a decoder with
+Llama-3-8B shapes (4 of its 32 layers and the 128256-token head, random weights, static KV cache;
+`--n-layers`), greedy decoding at batch 1 and 16. Per config (bf16, tqk int4 g128 / int8 / fp8,
+gemlite int4, torchao int4 / int8 / fp8-dynamic where they import) and batch size: wall ms and
+tok/s under mode="reduce-overhead" and under the default mode, host CPU ms per step, the GPU
+floor (the step captured as one CUDA graph), the ideal (bytes read per step over the memory
+ceiling), speedups over bf16, teacher-forced agreement and logit SQNR against bf16. The columns
+are defined in tqk/bench/model.py's docstring. `--modes ro,default,autotune` adds
+max-autotune-no-cudagraphs; `--modes eager` runs uncompiled.
+Each config runs in its own process with a timeout (the time left of `--time-budget`, 540 s,
+less 45 s for each config after it); a config that runs out of time keeps the rows it finished,
+with a note. Outputs in --out, rewritten after each config: model_results.csv, model_table.txt
+(printed last), model_meta.json. CPU smoke run (Triton's interpreter, inductor's CPU backend):
+`python -m tqk.bench model --tiny --device cpu`.
 
 MiniLM accuracy (CPU is fine)
 -----------------------------
@@ -88,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kernels", help="kernel sweep against peers")
     kernels.add_args(k)
     k.set_defaults(func=kernels.main)
-    m = sub.add_parser("model", help="whole-model decode / prefill benchmark")
+    m = sub.add_parser("model", help="whole-model decode benchmark under torch.compile")
     model.add_args(m)
     m.set_defaults(func=model.main)
     s = sub.add_parser("minilm", help="all-MiniLM-L6-v2 embedding similarity under quantization")

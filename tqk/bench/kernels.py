@@ -180,7 +180,7 @@ def main(args) -> int:
     ceilings = None
     if device.type == "cuda" and not args.no_ceilings:
         ceilings = timing.measure_ceilings(device)
-        print(f"ceilings: copy {ceilings.copy_bytes_per_s / 1e12:.2f} TB/s (read+write), "
+        print(f"ceilings: memory {ceilings.memory_bytes_per_s / 1e12:.2f} TB/s ({ceilings.memory_kernel}), "
               f"bf16 matmul {ceilings.matmul_flops_per_s / 1e12:.1f} TFLOP/s")
     t0 = time.perf_counter()
     rows = sweep(
@@ -203,7 +203,8 @@ def main(args) -> int:
         "torch": torch.__version__, "elapsed_s": round(elapsed, 1), "shapes": [s.name for s in shapes], "M": Ms,
         "methods": [m.name for m in chosen], "skipped_methods": dict(skipped),
         "l2_bytes": timing.l2_cache_bytes(device) if device.type == "cuda" else None,
-        "ceilings": None if ceilings is None else {"copy_TBps": ceilings.copy_bytes_per_s / 1e12,
+        "ceilings": None if ceilings is None else {"memory_TBps": ceilings.memory_bytes_per_s / 1e12,
+                                                   "memory_kernel": ceilings.memory_kernel,
                                                    "matmul_TFLOPs": ceilings.matmul_flops_per_s / 1e12},
     }
     with open(os.path.join(args.out, "meta.json"), "w") as fh:

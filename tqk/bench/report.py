@@ -4,8 +4,9 @@ Bytes that must move for one call y[M, N] = x[M, K] @ W.T:
     weight_bytes (packed codes + scales + zeros, as the method stores them)
   + M * K * 2   (x, bf16)
   + M * N * 2   (y, bf16)
-The roofline bound of a point is the larger of bytes / copy-bandwidth and FLOPs / bf16-matmul
-rate (both measured in the same run); "% ceiling" is bound / measured time.
+The roofline bound of a point is the larger of bytes / memory bandwidth (the best of a copy, a sum
+and a GEMV over 1-4 GiB: timing.measure_memory_bandwidth) and FLOPs / bf16-matmul rate (both
+measured in the same run); "% ceiling" is bound / measured time.
 """
 from __future__ import annotations
 
@@ -147,7 +148,7 @@ def format_table(rows: Iterable[Row], ceilings=None) -> str:
     rows = sort_rows(rows)
     lines = []
     if ceilings is not None:
-        lines.append(f"ceilings: device copy {ceilings.copy_bytes_per_s / 1e12:.2f} TB/s (read+write), "
+        lines.append(f"ceilings: memory {ceilings.memory_bytes_per_s / 1e12:.2f} TB/s ({ceilings.memory_kernel}), "
                      f"bf16 matmul {ceilings.matmul_flops_per_s / 1e12:.1f} TFLOP/s (n={ceilings.matmul_n})")
     sw = max([len("shape")] + [len(r.shape) for r in rows])
     mw = max([len("method")] + [len(r.method) for r in rows])
@@ -203,9 +204,9 @@ def read_csv(path: str) -> list[Row]:
 def write_ceilings_csv(ceilings, path: str, device_name: str = "") -> str:
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["device", "copy_TBps_read_write", "bf16_matmul_TFLOPs", "matmul_n", "copy_bytes"])
-        w.writerow([device_name, f"{ceilings.copy_bytes_per_s / 1e12:.4f}",
-                    f"{ceilings.matmul_flops_per_s / 1e12:.2f}", ceilings.matmul_n, ceilings.copy_nbytes])
+        w.writerow(["device", "memory_TBps", "memory_kernel", "bf16_matmul_TFLOPs", "matmul_n"])
+        w.writerow([device_name, f"{ceilings.memory_bytes_per_s / 1e12:.4f}", ceilings.memory_kernel,
+                    f"{ceilings.matmul_flops_per_s / 1e12:.2f}", ceilings.matmul_n])
     return path
 
 
