@@ -202,22 +202,6 @@ def _gemv_block(acc, x_sum, words, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, m
 
 
 @triton.jit
-def _reduce_splits(partial, out_ptrs, mask, part_ptrs, split_stride, pid_s, counter, SPLIT_K: tl.constexpr):
-    """Split-K in one launch: each program stores its fp32 partial (split s at part_ptrs + s *
-    split_stride) and counts itself in its tile's counter; the tile's last program to arrive adds
-    the SPLIT_K partials in order of s (the same bits whatever the arrival order), writes the output
-    and sets the counter back to 0. No zeroed buffer, no atomics on the output, no cast kernel."""
-    tl.store(part_ptrs + pid_s * split_stride, partial, mask=mask)
-    tl.debug_barrier()  # every thread's partial is stored before the count says so
-    if tl.atomic_add(counter, 1, sem="acq_rel") == SPLIT_K - 1:
-        total = tl.zeros(partial.shape, dtype=tl.float32)
-        for s in tl.static_range(SPLIT_K):
-            total += tl.load(part_ptrs + s * split_stride, mask=mask, other=0.0, cache_modifier=".cg")
-        tl.store(out_ptrs, total.to(out_ptrs.dtype.element_ty), mask=mask)
-        tl.atomic_xchg(counter, 0, sem="relaxed")  # ready for the next call
-
-
-@triton.jit
 def weight_only_gemv_kernel(
     x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, part_ptr, count_ptr,
     M, N, K, words_per_row, n_groups, stride_xm, stride_om, trips_per_split, num_tiles,
@@ -299,8 +283,15 @@ def weight_only_gemv_kernel(
     if SPLIT_K == 1:
         tl.store(out_ptr + m * stride_om + rn, out.to(out_ptr.dtype.element_ty), mask=mask_n)
     else:
-        _reduce_splits(out, out_ptr + m * stride_om + rn, mask_n, part_ptr + m * N + rn, M * N, pid_s,
-                       count_ptr + m * num_tiles + pid_n, SPLIT_K)
+        tl.store(part_ptr + (pid_s * M + m) * N + rn, out, mask=mask_n)
+        tl.debug_barrier()  # every thread's partial is stored before the count says so
+        counter = count_ptr + m * num_tiles + pid_n
+        if tl.atomic_add(counter, 1, sem="acq_rel") == SPLIT_K - 1:
+            total = tl.zeros([BLOCK_N], dtype=tl.float32)
+            for s in tl.static_range(SPLIT_K):
+                total += tl.load(part_ptr + (s * M + m) * N + rn, mask=mask_n, other=0.0, cache_modifier=".cg")
+            tl.store(out_ptr + m * stride_om + rn, total.to(out_ptr.dtype.element_ty), mask=mask_n)
+            tl.atomic_xchg(counter, 0, sem="relaxed")  # ready for the next call
 
 
 @triton.jit
@@ -326,7 +317,7 @@ def _tile_ids(pid, num_n, num_m, GROUP_N: tl.constexpr):
 
 @triton.jit
 def weight_only_gemm_kernel(
-    x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, part_ptr, count_ptr,
+    x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr,
     M, N, K, words_per_row, n_groups, stride_xm, stride_om,
     BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
     ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
@@ -419,8 +410,7 @@ def weight_only_gemm_kernel(
     if SPLIT_K == 1:
         tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=mask)
     else:
-        _reduce_splits(acc, out_ptrs, mask, part_ptr + rm[None, :].to(tl.int64) * N + rn[:, None], M * N, pid_k,
-                       count_ptr + pid_m * tl.cdiv(N, BLOCK_N) + pid_n, SPLIT_K)
+        tl.atomic_add(out_ptrs, acc, mask=mask, sem="relaxed")
 
 
 def interpreting() -> bool:
@@ -432,26 +422,24 @@ def ptx_ok(device: torch.device) -> bool:
     return device.type == "cuda" and torch.version.cuda is not None and not interpreting()
 
 
-def _split_buffers(x2d, n: int, split_k: int, tiles: int, counters):
-    """The fp32 partials [split_k, M, N] and zeroed counters (one per output tile) of a split-K
-    launch: the layer's counters when they are enough, else a zeroed buffer for this call."""
-    parts = torch.empty((split_k, x2d.shape[0], n), dtype=torch.float32, device=x2d.device)
-    if counters is None or counters.numel() < tiles:
-        counters = torch.zeros(tiles, dtype=torch.int32, device=x2d.device)
-    return parts, counters
+def _output(x2d, n: int, split_k: int) -> torch.Tensor:
+    """A kernel's output: x's dtype, or for the split-K GEMM a zeroed fp32 buffer its programs add into
+    (the caller's .to(x.dtype) is then the one cast; without split-K it returns the tensor as is)."""
+    if split_k == 1:
+        return torch.empty((x2d.shape[0], n), dtype=x2d.dtype, device=x2d.device)
+    return torch.zeros((x2d.shape[0], n), dtype=torch.float32, device=x2d.device)
 
 
 def split_counter_slots(fmt: WeightFormat, n: int, k: int, device: torch.device) -> int:
-    """How many int32 counters a split-K launch needs for this weight on `device`: one per output tile
-    (GEMV: a row of x by a tile of N) for the largest split call the tuned configs can pick."""
+    """How many int32 counters the split-K GEMV needs for this weight on `device`: one per (row of
+    x, tile of N) for the largest GEMV call the tuned configs can pick."""
     from .tuning import M_BUCKETS, select_config
 
     slots = 0
     for bucket in M_BUCKETS:
         config = select_config(fmt.key, n, k, bucket, device)
-        if config.split_k > 1:
-            rows = bucket if config.kernel == "gemv" else triton.cdiv(bucket, config.block_m)
-            slots = max(slots, rows * triton.cdiv(n, config.block_n))
+        if config.kernel == "gemv" and config.split_k > 1:
+            slots = max(slots, bucket * triton.cdiv(n, config.block_n))
     return slots
 
 
@@ -495,10 +483,13 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         chunk = triton.cdiv(trips, max(1, config.split_k))  # trips per split
         split_k = triton.cdiv(trips, chunk)
         tiles = triton.cdiv(n, config.block_n)
-        out = torch.empty((m, n), dtype=x2d.dtype, device=x2d.device)
+        out = _output(x2d, n, 1)  # split-K or not, the GEMV writes x's dtype itself
         parts, counts = out, out  # never read without split-K
         if split_k > 1:
-            parts, counts = _split_buffers(x2d, n, split_k, m * tiles, counters)
+            parts = torch.empty((split_k, m, n), dtype=torch.float32, device=x2d.device)
+            counts = counters
+            if counts is None or counts.numel() < m * tiles:
+                counts = torch.zeros(m * tiles, dtype=torch.int32, device=x2d.device)
         wrap(weight_only_gemv_kernel)[(tiles * split_k, m)](
             x2d, packed, scales, zeros, bias_arg, out, parts, counts, m, n, k, words_per_row, n_groups,
             x2d.stride(0), out.stride(0), chunk, tiles, HAS_BIAS=bias is not None,
@@ -510,13 +501,10 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         )
         return out
     split_k = max(1, min(config.split_k, words_per_row // fmt.span))
-    tiles = triton.cdiv(n, config.block_n) * triton.cdiv(m, config.block_m)
-    out = torch.empty((m, n), dtype=x2d.dtype, device=x2d.device)
-    parts, counts = out, out  # never read without split-K
-    if split_k > 1:
-        parts, counts = _split_buffers(x2d, n, split_k, tiles, counters)
-    wrap(weight_only_gemm_kernel)[(tiles, split_k)](
-        x2d, packed, scales, zeros, bias_arg, out, parts, counts, m, n, k, words_per_row, n_groups,
+    out = _output(x2d, n, split_k)
+    grid = (triton.cdiv(n, config.block_n) * triton.cdiv(m, config.block_m), split_k)
+    wrap(weight_only_gemm_kernel)[grid](
+        x2d, packed, scales, zeros, bias_arg, out, m, n, k, words_per_row, n_groups,
         x2d.stride(0), out.stride(0), HAS_BIAS=bias is not None, BLOCK_N=config.block_n,
         BLOCK_M=config.block_m, SPLIT_K=split_k, GROUP_N=config.group_n,
         ONE_DOT=config.one_dot or fmt.span < 16,  # a plane narrower than 16 is too thin for a dot
@@ -524,4 +512,4 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         EVEN_K=k % fmt.block_k == 0 and words_per_row * fmt.per_word == k,
         num_warps=config.num_warps, num_stages=config.num_stages, **consts,
     )
-    return out
+    return out.to(x2d.dtype)
