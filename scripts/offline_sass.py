@@ -1,0 +1,77 @@
+"""Dev tool, no GPU needed: compile tqk's kernels for sm_90 offline and count the instructions of
+their SASS, so a change to a kernel body can be checked (same code, or how much more) on a CPU
+machine. Prints one line per case; with OUTDIR, writes each case's ptx and sass there.
+
+    TRITON_INTERPRET=0 python scripts/offline_sass.py [OUTDIR]
+"""
+import collections
+import os
+import re
+import sys
+
+os.environ["TRITON_INTERPRET"] = "0"  # before tqk: compile, don't interpret
+
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource, compile  # noqa: E402
+from triton.tools.disasm import get_sass  # noqa: E402
+
+import tqk  # noqa: E402,F401
+from tqk.kernels import weight_only as wo  # noqa: E402
+from tqk.layouts import AffineLayout, Float8Layout  # noqa: E402
+
+TARGET = GPUTarget("cuda", 90, 32)
+POINTERS = {"x_ptr": "*bf16", "w_ptr": "*i32", "scale_ptr": "*bf16", "zero_ptr": "*bf16", "bias_ptr": "*bf16",
+            "out_ptr": "*bf16", "part_ptr": "*fp32", "count_ptr": "*i32"}
+
+
+def build(kernel, fmt, **switches):
+    defaults = {"WIDE": False, "BIASED": False} if kernel is wo.weight_only_gemv_kernel else {}
+    switches = dict(defaults, **switches)
+    warps = switches.pop("num_warps", 4)
+    consts = dict(fmt.constexprs(), HAS_BIAS=False, PTX=True, **switches)
+    sig = {name: POINTERS.get(name, "constexpr" if name in consts else "i32") for name in kernel.arg_names}
+    consts = {name: value for name, value in consts.items() if name in sig}
+    # the launcher's specialization: pointers 16-byte aligned, sizes multiples of 16
+    divisible = [i for i, name in enumerate(kernel.arg_names) if sig[name] != "constexpr"
+                 and name not in ("M", "trips_per_split", "num_tiles")]
+    attrs = {(i,): [["tt.divisibility", 16]] for i in divisible}
+    return compile(ASTSource(kernel, sig, consts, attrs), target=TARGET,
+                   options=dict(num_warps=warps, num_stages=2))
+
+
+def count(sass: str) -> collections.Counter:
+    """Opcodes of get_sass's listing: one instruction per line, after the control code and a tab."""
+    return collections.Counter(re.findall(r"^\S+\t(?:@!?U?P\w+\s+)?([A-Z0-9]+)", sass, re.M))
+
+
+CASES = {
+    "int4_g128_gemv_split": (wo.weight_only_gemv_kernel, AffineLayout(128, 4).weight_format(),
+                             dict(BLOCK_N=64, SPLIT_K=4, EVEN_K=True, TRIP_BLOCKS=2, ADJACENT_SPLITS=False)),
+    "int4_g128_gemv_biased": (wo.weight_only_gemv_kernel, AffineLayout(128, 4).weight_format(),
+                              dict(BLOCK_N=64, SPLIT_K=1, EVEN_K=True, TRIP_BLOCKS=2, ADJACENT_SPLITS=False,
+                                   BIASED=True)),
+    "int8_row_gemv_wide": (wo.weight_only_gemv_kernel, AffineLayout(0, 8, symmetric=True).weight_format(),
+                           dict(BLOCK_N=16, SPLIT_K=2, EVEN_K=True, TRIP_BLOCKS=4, ADJACENT_SPLITS=True, WIDE=True)),
+    "fp8_row_gemv": (wo.weight_only_gemv_kernel, Float8Layout(0).weight_format(),
+                     dict(BLOCK_N=32, SPLIT_K=1, EVEN_K=True, TRIP_BLOCKS=2, ADJACENT_SPLITS=False)),
+    "int4_g128_gemm_split": (wo.weight_only_gemm_kernel, AffineLayout(128, 4).weight_format(),
+                             dict(BLOCK_N=64, BLOCK_M=16, SPLIT_K=4, GROUP_N=8, ONE_DOT=False, BLOCK_SCALE=False,
+                                  DOT_F32=False, EVEN_K=True)),
+    "int8_row_gemm": (wo.weight_only_gemm_kernel, AffineLayout(0, 8, symmetric=True).weight_format(),
+                      dict(BLOCK_N=128, BLOCK_M=128, SPLIT_K=1, GROUP_N=8, ONE_DOT=True, BLOCK_SCALE=False,
+                           DOT_F32=False, EVEN_K=True, num_warps=8)),
+}
+
+if __name__ == "__main__":
+    out_dir = sys.argv[1] if len(sys.argv) > 1 else None
+    for name, (kernel, fmt, switches) in CASES.items():
+        compiled = build(kernel, fmt, **switches)
+        sass = get_sass(compiled.asm["cubin"])  # the cuobjdump that ships with Triton
+        compiled.asm["sass"] = sass
+        ops = count(sass)
+        top = ", ".join(f"{op}:{n}" for op, n in ops.most_common(8))
+        print(f"{name:24s} sass instructions={sum(ops.values())} shared={compiled.metadata.shared} | {top}")
+        if out_dir:
+            for ext in ("ptx", "sass"):
+                with open(os.path.join(out_dir, f"{name}.{ext}"), "w") as fh:
+                    fh.write(compiled.asm.get(ext, ""))
