@@ -46,7 +46,8 @@ def test_fp8_decode_matches_torch(element, fp8):
     assert torch.equal(torch.signbit(got[~special]), torch.signbit(want[~special]))  # -0.0 stays -0.0
 
 
-@pytest.mark.skipif(INTERPRETED, reason="Triton's interpreter maps fp8 NaN / Inf codes to finite values")
+@pytest.mark.xfail(INTERPRETED, strict=True,
+                   reason="Triton's interpreter (3.6 and 3.9) decodes fp8 NaN / Inf codes as finite values")
 @pytest.mark.parametrize("element,fp8", [("e4m3", torch.float8_e4m3fn), ("e5m2", torch.float8_e5m2)])
 def test_fp8_special_codes_decode_like_torch(element, fp8):
     want = ALL_CODES.view(fp8).float()

@@ -106,6 +106,15 @@ def _scale_and_zs(scale_ptr, zero_ptr, offs, mask, ZERO_MODE: tl.constexpr, ZERO
 
 
 @triton.jit
+def _rows_and(mask, in_k):
+    """mask & in_k for a tensor mask and a scalar condition, as a bool tensor. Triton's interpreter
+    types a scalar comparison as its int32 operands, so `mask & in_k` alone is an int32 mask, which
+    3.9's interpreter tl.load rejects (tests/kernels/test_triton_interpreter.py); `!= 0` makes it
+    bool again there, and compiled it folds away (SASS unchanged, scripts/offline_sass.py)."""
+    return (mask & in_k) != 0
+
+
+@triton.jit
 def _gemv_block(acc, x_sum, words, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
                 BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
                 ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
@@ -146,7 +155,7 @@ def _gemv_block(acc, x_sum, words, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, m
             acc += (vals * scale - zs) * xj[None, :]
         elif PER_PLANE:  # this plane's own group: w = vals * s - z * s, one FMA
             offs = ((k0 + j * SPAN) // GROUP_SIZE) * N + rn
-            ok = mask_n & (k0 + j * SPAN < K)
+            ok = _rows_and(mask_n, k0 + j * SPAN < K)
             scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX)
             acc += (vals * scale[:, None] - zs[:, None]) * xj[None, :]
         elif PER_BLOCK and BIASED:  # x sums by bias: planes at bit 16 (even j) and at bit 12 (odd j)
@@ -185,7 +194,7 @@ def _gemv_block(acc, x_sum, words, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, m
             acc -= zs * x_blk[None, :]
     elif PER_BLOCK:
         offs = (k0 // GROUP_SIZE) * N + rn
-        ok = mask_n & (k0 < K)
+        ok = _rows_and(mask_n, k0 < K)
         if BIASED:  # s * (sum((q + b) * x) - (z + b) * sum(x)) by bias b. The bias comes off before
             #         the scale: scaled biased sums overflowed float32 for weights near 1e37
             zero = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX)
@@ -257,12 +266,15 @@ def weight_only_gemv_kernel(
     col_k = ((col // SPAN) * BLOCK_K)[None, :]  # each column's block, from the trip's start (0 unless WIDE)
     words_a = tl.load(w_ptrs, mask=k_start + col_k < k_end, other=0, eviction_policy="evict_first")
     if TRIP_BLOCKS == 2 and not WIDE:
-        words_b = tl.load(w_ptrs + SPAN, mask=k_start + BLOCK_K < k_end, other=0, eviction_policy="evict_first")
+        # + col_k (0 when not WIDE) makes each mask a tensor, as 3.9's interpreter needs (same SASS)
+        words_b = tl.load(w_ptrs + SPAN, mask=k_start + BLOCK_K + col_k < k_end, other=0,
+                          eviction_policy="evict_first")
     for k0 in range(k_start, k_end, STEP):
         w_ptrs += TRIP_BLOCKS * SPAN
         next_a = tl.load(w_ptrs, mask=k0 + STEP + col_k < k_end, other=0, eviction_policy="evict_first")
         if TRIP_BLOCKS == 2 and not WIDE:
-            next_b = tl.load(w_ptrs + SPAN, mask=k0 + STEP + BLOCK_K < k_end, other=0, eviction_policy="evict_first")
+            next_b = tl.load(w_ptrs + SPAN, mask=k0 + STEP + BLOCK_K + col_k < k_end, other=0,
+                             eviction_policy="evict_first")
         acc, x_sum = _gemv_block(acc, x_sum, words_a, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
                                  BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE, EVEN_K, PTX, WIDE,
                                  BIASED)
@@ -350,7 +362,7 @@ def weight_only_gemm_kernel(
         k0 = blk * BLOCK_K
         if not PER_ELEMENT:
             offs = (k0 // GROUP_SIZE) * N + rn_c if PER_BLOCK else rn_c
-            zero = _zero_of(zero_ptr, offs, mask_n & (k0 < K), ZERO_MODE, ZERO_OFFSET)
+            zero = _zero_of(zero_ptr, offs, _rows_and(mask_n, k0 < K), ZERO_MODE, ZERO_OFFSET)
         if PER_BLOCK:
             part = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
         if ONE_DOT:  # all planes as one [BLOCK_N, BLOCK_K] operand: plane-major is K order
@@ -375,7 +387,8 @@ def weight_only_gemm_kernel(
         else:
             if PER_ELEMENT and GROUP_SIZE % BLOCK_K == 0:  # one group for the whole block: load once
                 offs = (k0 // GROUP_SIZE) * N + rn_c
-                scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, mask_n & (k0 < K), ZERO_MODE, ZERO_OFFSET)
+                scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, _rows_and(mask_n, k0 < K), ZERO_MODE,
+                                          ZERO_OFFSET)
             for j in tl.static_range(PER_WORD):
                 kk = k0 + j * SPAN
                 if EVEN_K:  # no K padding: every block is whole, no mask to compute
@@ -386,8 +399,8 @@ def weight_only_gemm_kernel(
                 if PER_ELEMENT:
                     if GROUP_SIZE % BLOCK_K != 0:  # this plane's own group
                         offs_j = (kk // GROUP_SIZE) * N + rn_c
-                        scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_j, mask_n & (kk < K), ZERO_MODE,
-                                                  ZERO_OFFSET)
+                        scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_j, _rows_and(mask_n, kk < K),
+                                                  ZERO_MODE, ZERO_OFFSET)
                     w = vals * scale[:, None] - zs[:, None]  # (q - z) * s as one FMA
                 elif ZERO_MODE == "offset":
                     w = vals
@@ -398,7 +411,7 @@ def weight_only_gemm_kernel(
                 else:
                     acc = _dot(w, xt, acc, DOT_F32)
         if PER_BLOCK:
-            scale = tl.load(scale_ptr + offs, mask=mask_n & (k0 < K), other=0.0).to(tl.float32)
+            scale = tl.load(scale_ptr + offs, mask=_rows_and(mask_n, k0 < K), other=0.0).to(tl.float32)
             acc += part * scale[:, None]
 
     if GROUP_SIZE == 0:
