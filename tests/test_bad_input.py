@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch._dynamo
 import torch.nn.functional as F
 from torch import nn
 
@@ -189,3 +190,113 @@ def test_split_k_counters_are_made_with_the_layer(monkeypatch):
     monkeypatch.setattr(tuning, "select_config", lambda key, n, k, m, device: gemm)
     lin.to(DEV)
     assert lin.split_counters is None
+
+
+# ------------------------------------------------------------------------------------------
+# Whole models (issue 10, "Bad input"): the meta device, mixed devices, quantize_ twice, and a
+# compiled model whose input changes dtype or device
+# ------------------------------------------------------------------------------------------
+CONFIGS = [tqk.Int4WeightOnlyConfig(group_size=32), tqk.Int8WeightOnlyConfig(), tqk.Float8WeightOnlyConfig()]
+CONFIG_IDS = ["int4", "int8", "fp8"]
+META_REASON = "weight is on the meta device: load or materialize it before quantize_"
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_model_on_meta_device_is_reported_layer_by_layer(config):
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 8)).to(DT)
+    with pytest.warns(UserWarning, match=r"left 2 layer\(s\) in float"):
+        report = tqk.quantize_(model, config)
+    assert report.quantized == {}
+    assert report.skipped == {"0": META_REASON, "2": META_REASON}
+    assert type(model[0]) is nn.Linear and model[0].weight.is_meta  # untouched: it can still be loaded
+    assert model(torch.ones(2, 64, dtype=DT, device="meta")).shape == (2, 8)
+
+
+def test_layers_on_cpu_and_meta():
+    """The mixed-device case a CPU-only machine can make (CPU and CUDA: tests/gpu/test_compile_gpu.py):
+    the materialized layer is quantized and runs, the meta one is reported and left as it was."""
+    model = nn.Sequential(nn.Linear(64, 32), nn.Linear(32, 8)).to(DT).to(DEV)
+    with torch.device("meta"):
+        model[1] = nn.Linear(32, 8, dtype=DT)
+    with pytest.warns(UserWarning, match=r"left 1 layer\(s\) in float"):
+        report = tqk.quantize_(model, tqk.Int8WeightOnlyConfig())
+    assert list(report.quantized) == ["0"] and report.skipped == {"1": META_REASON}
+    assert type(model[1]) is nn.Linear and model[1].weight.is_meta
+    x = torch.randn(3, 64, dtype=DT, device=DEV)
+    with torch.no_grad():
+        h = model[0](x)
+    T.assert_close_to_reference(h, T.reference_linear(x, model[0].weight, model[0].bias), x=x,
+                                weight=model[0].weight, bias=model[0].bias)
+    with pytest.raises(ValueError, match=f"input is on meta but the quantized weight is on {DEV.type}"):
+        model[0](x.to("meta"))
+
+
+@pytest.mark.usefixtures("deterministic_kernels")
+def test_quantize_twice_is_refused_and_changes_nothing():
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 8)).to(DT).to(DEV)
+    tqk.quantize_(model, tqk.Int4WeightOnlyConfig(group_size=32))
+    x = torch.randn(4, 64, dtype=DT, device=DEV)
+    with torch.no_grad():
+        before = model(x)
+    state = {k: v.dequantize() if hasattr(v, "dequantize") else v.clone() for k, v in model.state_dict().items()}
+    for config in CONFIGS:
+        with pytest.raises(ValueError, match=r"2 layer\(s\) are quantized already \(0, 2\); a config cannot be applied"):
+            tqk.quantize_(model, config)
+    with torch.no_grad():
+        assert torch.equal(model(x), before)
+    after = model.state_dict()
+    assert sorted(after) == sorted(state) and sorted(after) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    for k, v in after.items():
+        assert torch.equal(v.dequantize() if hasattr(v, "dequantize") else v, state[k]), k
+
+
+def _compiled_mlp(fullgraph):
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 8)).to(DT).to(DEV)
+    tqk.quantize_(model, tqk.Int8WeightOnlyConfig())
+    torch._dynamo.reset()
+    return model, torch.compile(model, fullgraph=fullgraph)
+
+
+def _refused_by_tqk(error_type, fullgraph):
+    """The error a compiled call raises when tqk's input check fails while dynamo traces it: the
+    check's own error; under fullgraph=True torch reports any exception raised in traced code as
+    Unsupported("Observed exception"), whose message carries the check's (as "raised exception
+    TypeError('input dtype ...')"). Either way the call never reaches inductor or a kernel."""
+    return (error_type, torch._dynamo.exc.Unsupported) if fullgraph else error_type
+
+
+# One compile per case on the CPU (a tiny model): the default mode, what most users run, where
+# dynamo falls back to eager and the check's error comes out as it is; and fullgraph=True.
+@pytest.mark.usefixtures("deterministic_kernels")
+@pytest.mark.parametrize("fullgraph", [False, True], ids=["default", "fullgraph"])
+def test_compiled_model_input_changes_dtype(fullgraph):
+    """bf16 model, bf16 input, then float16 and float32 input: an error naming both dtypes, from
+    tqk's check (dynamo retraces for the new dtype and the check runs while tracing), not from
+    inside inductor; and the model then still runs in bf16."""
+    model, compiled = _compiled_mlp(fullgraph)
+    x = torch.randn(4, 64, dtype=DT, device=DEV)
+    with torch.no_grad():
+        assert torch.equal(compiled(x), model(x))
+        for other in (torch.float16, torch.float32):
+            with pytest.raises(_refused_by_tqk(TypeError, fullgraph),
+                               match=f"input dtype {other} does not match the quantized weight's dtype torch.bfloat16"):
+                compiled(x.to(other))
+        assert torch.equal(compiled(x), model(x))
+    torch._dynamo.reset()
+
+
+@pytest.mark.usefixtures("deterministic_kernels")
+@pytest.mark.parametrize("fullgraph", [False, True], ids=["default", "fullgraph"])
+def test_compiled_model_input_changes_device(fullgraph):
+    """A compiled model given a meta input (on a CUDA machine the same check refuses a CPU input:
+    tests/gpu/test_compile_gpu.py): an error naming both devices."""
+    model, compiled = _compiled_mlp(fullgraph)
+    x = torch.randn(4, 64, dtype=DT, device=DEV)
+    with torch.no_grad():
+        assert torch.equal(compiled(x), model(x))
+        with pytest.raises(_refused_by_tqk(ValueError, fullgraph),
+                           match=f"input is on meta but the quantized weight is on {DEV.type}"):
+            compiled(x.to("meta"))
+        assert torch.equal(compiled(x), model(x))
+    torch._dynamo.reset()
