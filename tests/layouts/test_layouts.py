@@ -163,7 +163,6 @@ def test_gemv_split_k_leaves_its_counters_at_zero():
     """The tile's last split-K program writes the output and sets the tile's counter back to 0:
     after a call every counter is 0 again, and a second call gives the same bits (the partials
     are added in a fixed order, whichever program arrives last)."""
-    from tqk.kernels import weight_only
     layout = EXAMPLES[0]
     fmt = layout.weight_format()
     torch.manual_seed(0)
@@ -171,12 +170,12 @@ def test_gemv_split_k_leaves_its_counters_at_zero():
     qw = T.quantize_for_layout(w, layout)
     x = torch.randn(2, w.shape[1], dtype=torch.bfloat16, device=DEVICE)
     config = KernelConfig("gemv", block_n=16, split_k=4)
+    counters = torch.zeros(64, dtype=torch.int32, device=DEVICE)
 
     def run():
-        return launch_weight_only(x, qw.packed, qw.scales, qw.zeros, None, fmt, *w.shape, config)
+        return launch_weight_only(x, qw.packed, qw.scales, qw.zeros, None, fmt, *w.shape, config, counters=counters)
 
     first = run()
-    counters = weight_only._COUNTERS[(DEVICE.type, DEVICE.index)]
     assert int(counters.count_nonzero()) == 0
     assert torch.equal(run(), first)
     T.assert_close_to_reference(first, T.reference_linear(x, qw), x=x, weight=qw)
