@@ -196,8 +196,10 @@ def build_model(a: ModelArgs, device="cpu", dtype=torch.bfloat16, seed: int = 0)
 def weight_bytes(model: nn.Module) -> int:
     """Bytes of the weights one decode step reads: every parameter and buffer (packed, for quantized
     layers, whether they hold tensor subclasses or plain buffers), less the caches and the embedding
-    table (a step reads one row of it)."""
-    return module_bytes(model, skip=lambda name: "tok_embeddings" in name or any(s in name for s in CACHE_BUFFERS))
+    table (a step reads one row of it) and tqk's split-K counters (one shared 512 KiB buffer per
+    device, of which a step touches a few slots)."""
+    skip = ("tok_embeddings", "split_counters") + tuple(CACHE_BUFFERS)
+    return module_bytes(model, skip=lambda name: any(s in name for s in skip))
 
 
 def kv_cache_bytes(model: nn.Module) -> int:
