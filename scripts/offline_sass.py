@@ -1,10 +1,12 @@
 """Dev tool, no GPU needed: compile tqk's kernels for sm_90 offline and count the instructions of
 their SASS, so a change to a kernel body can be checked (same code, or how much more) on a CPU
-machine. Prints one line per case; with OUTDIR, writes each case's ptx and sass there.
+machine. Prints one line per case (a digest of its SASS: the same digest before and after a change
+means the same code); with OUTDIR, writes each case's ptx and sass there.
 
     TRITON_INTERPRET=0 python scripts/offline_sass.py [OUTDIR]
 """
 import collections
+import hashlib
 import os
 import re
 import sys
@@ -70,7 +72,8 @@ if __name__ == "__main__":
         compiled.asm["sass"] = sass
         ops = count(sass)
         top = ", ".join(f"{op}:{n}" for op, n in ops.most_common(8))
-        print(f"{name:24s} sass instructions={sum(ops.values())} shared={compiled.metadata.shared} | {top}")
+        digest = hashlib.sha1(sass.encode()).hexdigest()[:12]  # equal digests: byte-identical SASS
+        print(f"{name:24s} sass {digest} instructions={sum(ops.values())} shared={compiled.metadata.shared} | {top}")
         if out_dir:
             for ext in ("ptx", "sass"):
                 with open(os.path.join(out_dir, f"{name}.{ext}"), "w") as fh:
