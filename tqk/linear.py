@@ -123,12 +123,9 @@ class QuantizedLinear(nn.Linear):
 
     # --- the matmul -------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ops.check_linear_inputs(x, self.bias, dtype=self.weight_dtype, device=self.packed.device,
-                                in_features=self.in_features, out_features=self.out_features)
-        f = self._format
-        return ops.weight_only_linear(
-            x, self.packed, self.scales, self.zeros, self.bias, self.split_counters, f.bits, f.element,
-            f.zero_mode, f.zero_offset, f.group_size, f.span, self.out_features, self.in_features)
+        return ops.quantized_linear(x, self.packed, self.scales, self.zeros, self.bias, self.split_counters,
+                                    self._format, dtype=self.weight_dtype, out_features=self.out_features,
+                                    in_features=self.in_features)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "

@@ -120,3 +120,13 @@ def check_linear_inputs(x, bias, *, dtype: torch.dtype, device: torch.device, in
         if bias.shape != (out_features,) or bias.dtype != x.dtype or bias.device != x.device:
             raise ValueError(f"bias must be a {x.dtype} tensor of shape ({out_features},) on {x.device}, "
                              f"got {bias.dtype} {tuple(bias.shape)} on {bias.device}")
+
+
+def quantized_linear(x, packed, scales, zeros, bias, counters, fmt: WeightFormat, *, dtype: torch.dtype,
+                     out_features: int, in_features: int) -> torch.Tensor:
+    """Check the inputs, then run the op: what QuantizedLinear.forward and QuantizedLinearWeight.linear
+    both call."""
+    check_linear_inputs(x, bias, dtype=dtype, device=packed.device, in_features=in_features,
+                        out_features=out_features)
+    return weight_only_linear(x, packed, scales, zeros, bias, counters, fmt.bits, fmt.element, fmt.zero_mode,
+                              fmt.zero_offset, fmt.group_size, fmt.span, out_features, in_features)

@@ -54,13 +54,9 @@ class QuantizedLinearWeight(torch.Tensor):
     def linear(self, x: torch.Tensor, bias: torch.Tensor | None = None, counters: torch.Tensor | None = None):
         """x @ W.T + bias through the layout's op. counters: zeroed split-K slots that the caller keeps
         (tqk.QuantizedLinear does); without them a split-K GEMV zeroes its own for each call."""
-        ops.check_linear_inputs(x, bias, dtype=self.dtype, device=self.device, in_features=self.in_features,
-                                out_features=self.out_features)
-        fmt = self.quant_layout.weight_format()
-        return ops.weight_only_linear(
-            x, self.packed, self.scales, self.zeros, bias, counters, fmt.bits, fmt.element, fmt.zero_mode,
-            fmt.zero_offset, fmt.group_size, fmt.span, self.out_features, self.in_features,
-        )
+        return ops.quantized_linear(x, self.packed, self.scales, self.zeros, bias, counters,
+                                    self.quant_layout.weight_format(), dtype=self.dtype,
+                                    out_features=self.out_features, in_features=self.in_features)
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
