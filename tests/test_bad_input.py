@@ -300,3 +300,20 @@ def test_compiled_model_input_changes_device(fullgraph):
             compiled(x.to("meta"))
         assert torch.equal(compiled(x), model(x))
     torch._dynamo.reset()
+
+
+def test_quantized_linear_takes_only_a_matching_quantized_weight():
+    """Assigning a float tensor, a weight of another shape or one whose zero points and scales differ
+    in dtype is refused with the reason, and the layer is left as it was."""
+    lin = qlinear(k=64, n=16)
+    x = torch.randn(2, 64, dtype=DT, device=DEV)
+    want = lin(x)
+    with pytest.raises(TypeError, match="takes a QuantizedLinearWeight, got Tensor"):
+        lin.weight = torch.zeros(16, 64, dtype=DT, device=DEV)
+    with pytest.raises(ValueError, match=r"weight of shape \(16, 128\) for a layer of shape \(16, 64\)"):
+        lin.weight = qlinear(k=128, n=16).weight
+    w = lin.weight
+    mixed = tqk.QuantizedLinearWeight(w.packed, w.scales, w.zeros.float(), w.quant_layout, tuple(w.shape), w.dtype)
+    with pytest.raises(ValueError, match="must share a dtype"):
+        lin.weight = mixed
+    assert torch.equal(lin(x), want)

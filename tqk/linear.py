@@ -48,11 +48,11 @@ class QuantizedLinear(nn.Linear):
         if tuple(weight.shape) != (self.out_features, self.in_features):
             raise ValueError(f"weight of shape {tuple(weight.shape)} for a layer of shape "
                              f"({self.out_features}, {self.in_features})")
+        if weight.zeros is not None and weight.zeros.dtype != weight.scales.dtype:
+            raise ValueError(f"zero points ({weight.zeros.dtype}) and scales ({weight.scales.dtype}) must share a dtype")
         self.quant_layout = weight.quant_layout
         self.weight_dtype = weight.dtype
         self._format = weight.quant_layout.weight_format()
-        if weight.zeros is not None and weight.zeros.dtype != weight.scales.dtype:
-            raise ValueError(f"zero points ({weight.zeros.dtype}) and scales ({weight.scales.dtype}) must share a dtype")
         self._has_zeros = weight.zeros is not None
         self._set_buffer("packed", weight.packed.detach())
         self._set_buffer("qparams", weight.scales.detach() if weight.zeros is None else
