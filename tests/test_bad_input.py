@@ -232,6 +232,18 @@ def test_layers_on_cpu_and_meta():
         model[0](x.to("meta"))
 
 
+def test_cpu_layer_without_the_interpreter(monkeypatch):
+    """On a CUDA machine Triton compiles for the GPU and has no CPU backend: a quantized layer left on
+    the CPU (quantize_ on the CPU, then only part of the model moved) must get tqk's error naming the
+    device, not Triton's "Pointer argument cannot be accessed" from its launcher. The H200 run of
+    tests/gpu/test_compile_gpu.py::test_layers_on_cpu_and_cuda found that crash."""
+    lin = nn.Linear(64, 16, dtype=DT)
+    tqk.quantize_(lin, tqk.Int8WeightOnlyConfig())
+    monkeypatch.setattr(tqk.ops, "interpreting", lambda: False)
+    with pytest.raises(ValueError, match="on the CPU only through Triton's interpreter.*are on cpu"):
+        lin(torch.randn(2, 64, dtype=DT))
+
+
 @pytest.mark.usefixtures("deterministic_kernels")
 def test_quantize_twice_is_refused_and_changes_nothing():
     model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 8)).to(DT).to(DEV)

@@ -116,6 +116,10 @@ def check_linear_inputs(x, bias, *, dtype: torch.dtype, device: torch.device, in
         raise ValueError(f"input of shape {tuple(x.shape)}: last dim must be in_features={in_features}")
     if x.device != device:
         raise ValueError(f"input is on {x.device} but the quantized weight is on {device}")
+    if x.device.type != "cuda" and not interpreting():
+        raise ValueError(f"tqk's kernels run on CUDA, or on the CPU only through Triton's interpreter "
+                         f"(TRITON_INTERPRET=1, which tqk sets on a machine without a GPU); this layer and "
+                         f"its input are on {x.device}: move it to the GPU")
     if bias is not None:
         if bias.shape != (out_features,) or bias.dtype != x.dtype or bias.device != x.device:
             raise ValueError(f"bias must be a {x.dtype} tensor of shape ({out_features},) on {x.device}, "
