@@ -70,5 +70,12 @@ def test_memory_bandwidth_takes_the_best_kernel_and_size():
 def test_time_steps_wall_and_host_cpu():
     calls = []
     wall, cpu = timing.time_steps(lambda: calls.append(time.sleep(0.002)), n=5, device="cpu", repeats=3)
-    assert len(calls) == 15
-    assert wall >= 0.002 and cpu < wall  # sleeping costs wall time, not the thread's CPU time
+    assert len(calls) == 30  # a back-to-back loop for wall, one step at a time for CPU
+    assert wall >= 0.002 and cpu < wall / 2  # sleeping costs wall time, not the thread's CPU time
+
+    def spin():
+        end = time.thread_time() + 0.002
+        while time.thread_time() < end:
+            pass
+    wall, cpu = timing.time_steps(spin, n=3, device="cpu", repeats=1)
+    assert cpu >= 0.002 and wall >= 0.002  # the host's own work is counted

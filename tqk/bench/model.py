@@ -6,8 +6,8 @@ step. One row per config and batch size (default 1 and 16). Columns, times in ms
 
   ro ms, tok/s  wall time under torch.compile(model, fullgraph=True, mode="reduce-overhead")
                 (CUDA graphs), and batch / that
-  ro cpu        host CPU time per step in that loop: the thread's CPU time over steps that never
-                wait on the GPU (timing.time_steps says why this measures the host's own cost)
+  ro cpu        host CPU time per step: the thread's CPU time of single steps, each launched
+                onto an idle GPU (timing.time_steps says why this is the host's own cost)
   def ms, cpu   the same under torch.compile(model, fullgraph=True): no CUDA graphs
   at ms, cpu    the same under mode="max-autotune-no-cudagraphs" (only with --modes ...,autotune)
   floor         the GPU time of one step: the default-compiled step captured as one
@@ -167,7 +167,7 @@ def _run_mode(model, mode: str, row: Row, p: dict, accuracy: bool):
         if mode == "ro" and counters["inductor"]["cudagraph_skips"] > skips:
             row.notes.append("ro: CUDA graphs skipped")
         graphs = counters["stats"]["unique_graphs"]
-        wall, cpu = timing.time_steps(step, p["gen"], dev, p["repeats"])
+        wall, cpu = timing.time_steps(step, p["gen"], dev, p["repeats"], rewind=lambda: pos.sub_(p["gen"]))
         row.wall_ms[mode], row.cpu_ms[mode] = wall * 1e3, cpu * 1e3
         if counters["stats"]["unique_graphs"] != graphs:
             row.notes.append(f"{mode}: recompiled in the timed loop")

@@ -253,30 +253,37 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def time_steps(step: Callable[[], object], n: int, device, repeats: int = 3) -> tuple[float, float]:
+def time_steps(step: Callable[[], object], n: int, device, repeats: int = 3,
+               rewind: Callable[[], object] = lambda: None) -> tuple[float, float]:
     """(wall, host CPU) seconds per call of step(), each the median over `repeats` loops of n calls.
 
     wall: perf_counter from a synchronized start to the synchronize after the n-th call, over n.
-    CPU: time.thread_time() of the same loop up to the n-th call's return (before that synchronize),
-    over n. step() must not wait on the device (no .item(), no copy from pageable host memory):
-    then the host runs ahead of the GPU and this is its own time per step (Python, guards, CUDA-graph
-    replay, launches), whether the GPU is busy or idle. Thread time, not process time: compile
-    workers and driver threads do not count, nor does time the thread is descheduled. If the GPU
-    falls so far behind that the launch queue fills (about a thousand launches), the wait spins
-    inside a launch and counts as CPU time: an upper bound then, and only when the GPU is the
-    bound. 64 steps of CUDA-graph replays (a few launches each) stay far below that; a loop
-    without graphs (tens of launches a step) can reach it, and its CPU then reads close to wall.
+    CPU: time.thread_time() of each call alone, started from an idle device (a synchronize before
+    it, outside the timed span), summed over n calls: the host's own cost per step (Python, guards,
+    CUDA-graph replay, launches). A launch into an empty queue returns at once, so no wait for the
+    GPU is counted. Timed over the back-to-back wall loop instead, a graph launch can block inside
+    the driver once the GPU falls behind, and that wait read as CPU time: up to 2x the host's cost
+    in the H200 runs of docs/perf-notes.md (24). Thread time, not process time: compile workers and
+    driver threads do not count, nor does time the thread is descheduled. step() must not wait on
+    the device itself (no .item(), no copy to pageable host memory). rewind() runs, untimed, between
+    the two loops: a decode step can go back n positions, so the KV cache holds n per repeat.
     """
     walls, cpus = [], []
     for _ in range(max(1, repeats)):
         _sync(device)
-        t0, c0 = time.perf_counter(), time.thread_time()
+        t0 = time.perf_counter()
         for _ in range(n):
             step()
-        c1 = time.thread_time()
         _sync(device)
         walls.append((time.perf_counter() - t0) / n)
-        cpus.append((c1 - c0) / n)
+        rewind()
+        cpu = 0.0
+        for _ in range(n):
+            _sync(device)
+            c0 = time.thread_time()
+            step()
+            cpu += time.thread_time() - c0
+        cpus.append(cpu / n)
     return statistics.median(walls), statistics.median(cpus)
 
 
