@@ -17,7 +17,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import ops
 from .kernels.weight_only import split_counters
 from .tensor import QuantizedLinearWeight
 
@@ -66,8 +65,8 @@ class QuantizedLinear(nn.Linear):
             self.register_buffer(name, t, persistent=False)
 
     def _refresh_counters(self):
-        self._set_buffer("split_counters", split_counters(self._format, self.out_features, self.in_features,
-                                                          self.packed.device))
+        self._set_buffer("split_counters", None if self._format is None else
+                         split_counters(self._format, self.out_features, self.in_features, self.packed.device))
 
     @property
     def scales(self) -> torch.Tensor:
@@ -123,9 +122,9 @@ class QuantizedLinear(nn.Linear):
 
     # --- the matmul -------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.quantized_linear(x, self.packed, self.scales, self.zeros, self.bias, self.split_counters,
-                                    self._format, dtype=self.weight_dtype, out_features=self.out_features,
-                                    in_features=self.in_features)
+        return self.quant_layout.linear(x, self.packed, self.scales, self.zeros, self.bias, self.split_counters,
+                                        dtype=self.weight_dtype, out_features=self.out_features,
+                                        in_features=self.in_features)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "

@@ -18,7 +18,9 @@ from torch.library import wrap_triton
 
 from .kernels import reference
 from .kernels.tuning import select_config
+from .kernels.scaled_mm import launch_scaled_mm
 from .kernels.weight_only import WeightFormat, interpreting, launch_weight_only
+from .quant.activation import quantize_activation
 
 ACTIVATION_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
@@ -134,3 +136,73 @@ def quantized_linear(x, packed, scales, zeros, bias, counters, fmt: WeightFormat
                         out_features=out_features)
     return weight_only_linear(x, packed, scales, zeros, bias, counters, fmt.bits, fmt.element, fmt.zero_mode,
                               fmt.zero_offset, fmt.group_size, fmt.span, out_features, in_features)
+
+
+# ------------------------------------------------------------------------------------------
+# Activation-quantized linear (8-bit x 8-bit or 4-bit on tensor cores): one op, the activation's
+# quantization (torch ops, which inductor fuses into the kernel before it) then the GEMM
+# ------------------------------------------------------------------------------------------
+def _scaled_layout(act, weight, act_granularity, weight_granularity, group_size, static_scale, symmetric):
+    from .layouts.scaled import ScaledLayout
+
+    return ScaledLayout(group_size=group_size, act=act, weight=weight, act_granularity=act_granularity,
+                        weight_granularity=weight_granularity, static_scale=static_scale, symmetric=symmetric)
+
+
+def _scaled_linear(
+    x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
+    bias: Optional[torch.Tensor], act: str, weight: str, act_granularity: str, weight_granularity: str,
+    group_size: int, static_scale: float, symmetric: bool, out_features: int, in_features: int,
+) -> torch.Tensor:
+    """out[..., N] = quantize(x)[..., K] @ W_codes.T * scales + bias (tqk/kernels/scaled_mm.py)."""
+    layout = _scaled_layout(act, weight, act_granularity, weight_granularity, group_size, static_scale, symmetric)
+    x2d = x.reshape(-1, in_features)
+    m = x2d.shape[0]
+    if not isinstance(m, torch.SymInt) and m == 0:
+        return x.new_empty(*x.shape[:-1], out_features)
+    codes, a_scales = quantize_activation(x2d, act, act_granularity, static_scale)
+    out = launch_scaled_mm(codes, a_scales, packed, scales, zeros, bias, layout.scaled_format(), out_features,
+                           in_features, x.dtype, interpreting(), wrap=_WRAP)
+    return out.reshape(*x.shape[:-1], out_features)
+
+
+if interpreting():
+    scaled_linear = torch.library.custom_op("tqk::scaled_linear", mutates_args=())(_scaled_linear)
+
+    @scaled_linear.register_fake
+    def _(x, packed, scales, zeros, bias, act, weight, act_granularity, weight_granularity, group_size,
+          static_scale, symmetric, out_features, in_features):
+        return x.new_empty(*x.shape[:-1], out_features)
+else:
+    scaled_linear = torch.library.triton_op("tqk::scaled_linear", mutates_args=())(_scaled_linear)
+
+
+def _scaled_setup_context(ctx, inputs, output):
+    x, packed, scales, zeros, bias, *fmt, n, k = inputs
+    ctx.save_for_backward(packed, scales, zeros)
+    ctx.layout, ctx.in_features, ctx.x_dtype, ctx.has_bias = _scaled_layout(*fmt), k, x.dtype, bias is not None
+
+
+def _scaled_backward(ctx, grad):
+    """Gradients for x (through the dequantized weight, straight through the activation's rounding)
+    and bias; the quantized weight is frozen."""
+    packed, scales, zeros = ctx.saved_tensors
+    grad_x = grad_bias = None
+    if ctx.needs_input_grad[0]:
+        grad_x = grad @ ctx.layout.dequantize(packed, scales, zeros, ctx.in_features, ctx.x_dtype)
+    if ctx.has_bias and ctx.needs_input_grad[4]:
+        grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0)
+    return (grad_x, None, None, None, grad_bias) + (None,) * 9
+
+
+scaled_linear.register_autograd(_scaled_backward, setup_context=_scaled_setup_context)
+
+
+def scaled_linear_checked(x, packed, scales, zeros, bias, layout, *, dtype: torch.dtype, out_features: int,
+                          in_features: int) -> torch.Tensor:
+    """Check the inputs, then run the activation-quantized op (ScaledLayout.linear)."""
+    check_linear_inputs(x, bias, dtype=dtype, device=packed.device, in_features=in_features,
+                        out_features=out_features)
+    return scaled_linear(x, packed, scales, zeros, bias, layout.act, layout.weight, layout.act_granularity,
+                         layout.weight_granularity, layout.group_size, layout.static_scale, layout.symmetric,
+                         out_features, in_features)

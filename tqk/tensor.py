@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import return_and_correct_aliasing
 
-from . import ops
-from .layouts import AffineLayout, Float8Layout, Layout
+from .layouts import AffineLayout, Float8Layout, Layout, ScaledLayout
 
 class QuantizedLinearWeight(torch.Tensor):
     @staticmethod
@@ -54,9 +53,8 @@ class QuantizedLinearWeight(torch.Tensor):
     def linear(self, x: torch.Tensor, bias: torch.Tensor | None = None, counters: torch.Tensor | None = None):
         """x @ W.T + bias through the layout's op. counters: zeroed split-K slots that the caller keeps
         (tqk.QuantizedLinear does); without them a split-K GEMV zeroes its own for each call."""
-        return ops.quantized_linear(x, self.packed, self.scales, self.zeros, bias, counters,
-                                    self.quant_layout.weight_format(), dtype=self.dtype,
-                                    out_features=self.out_features, in_features=self.in_features)
+        return self.quant_layout.linear(x, self.packed, self.scales, self.zeros, bias, counters, dtype=self.dtype,
+                                        out_features=self.out_features, in_features=self.in_features)
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
@@ -141,4 +139,4 @@ _DISPATCH = {
 
 # torch.load(weights_only=True) rebuilds only allow-listed classes; these are tqk's own, so
 # listing them changes nothing for any other checkpoint.
-torch.serialization.add_safe_globals([QuantizedLinearWeight, AffineLayout, Float8Layout])
+torch.serialization.add_safe_globals([QuantizedLinearWeight, AffineLayout, Float8Layout, ScaledLayout])

@@ -160,9 +160,10 @@ def kernel_configs(kernel=None, block_n=(16, 32, 64), block_m=(16, 32, 64), spli
     return {"gemv": gemv, "gemm": gemm}[kernel] if kernel else st.one_of(gemv, gemm)
 
 
-def all_layout_examples() -> list[Layout]:
-    """Every registered layout's examples() (read now, so layouts registered later count)."""
-    return [ex for cls in LAYOUTS.values() for ex in cls.examples()]
+def all_layout_examples(family: str = "weight_only") -> list[Layout]:
+    """Every registered layout's examples() of one kernel family (read now, so layouts registered
+    later count): "weight_only" or "scaled" (Layout.family)."""
+    return [ex for cls in LAYOUTS.values() if cls.family == family for ex in cls.examples()]
 
 
 def layouts():

@@ -4,6 +4,7 @@ from .affine import AffineLayout
 from .base import LAYOUTS, Layout, register_layout
 from .float8 import Float8Layout
 from .packing import codes_per_word, pack_planes, unpack_planes
+from .scaled import ScaledLayout
 
-__all__ = ["LAYOUTS", "Layout", "register_layout", "AffineLayout", "Float8Layout",
+__all__ = ["LAYOUTS", "Layout", "register_layout", "AffineLayout", "Float8Layout", "ScaledLayout",
            "codes_per_word", "pack_planes", "unpack_planes"]

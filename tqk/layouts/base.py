@@ -11,6 +11,7 @@ one is hashable and goes into a compiled graph as a constant.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -30,6 +31,10 @@ def register_layout(cls):
 @dataclass(frozen=True)
 class Layout:
     group_size: int = 0  # 0: one scale per output row
+    # Which kernel family and shared property tests take it: "weight_only" (bit-plane packed, decoded
+    # in the weight-only kernels, tests/layouts/test_layouts.py) or "scaled" (8-bit activations,
+    # tests/layouts/test_scaled_layouts.py).
+    family: ClassVar[str] = "weight_only"
 
     # --- what a subclass defines -------------------------------------------------------
     def weight_format(self) -> WeightFormat:
@@ -55,3 +60,10 @@ class Layout:
     def dequantize(self, packed, scales, zeros, in_features: int, dtype: torch.dtype) -> torch.Tensor:
         """The float weight [N, K]: (decode(code) - zero) * scale, rounded once to `dtype`."""
         return reference.dequantize(packed, scales, zeros, self.weight_format(), in_features, dtype)
+
+    def linear(self, x, packed, scales, zeros, bias, counters, *, dtype, out_features, in_features):
+        """x @ dequantize(W).T + bias through this layout's op (checked inputs)."""
+        from .. import ops
+
+        return ops.quantized_linear(x, packed, scales, zeros, bias, counters, self.weight_format(), dtype=dtype,
+                                    out_features=out_features, in_features=in_features)
