@@ -146,3 +146,16 @@ def test_isolated_run_returns_the_childs_rows():
     (r,) = mb.run(_params(), ["bf16"], time_budget_s=300, log=lambda s: None)
     assert r.config == "bf16" and r.wall_ms["eager"] > 0 and r.sqnr_db == math.inf
     assert r.notes == ["floor: CUDA only"]
+
+
+def test_prefill_mode_and_an_activation_quantized_config(tmp_path):
+    """--modes prefill times one prefill at the first batch size only (the other rows say nothing of
+    it), and an activation-quantized tqk config runs through the same path."""
+    out = tmp_path / "out"
+    assert cli.main(["model", *SMALL, "--modes", "prefill", "--batch-sizes", "1,2", "--no-isolate", "--prefill", "8",
+                     "--out", str(out), "--configs", "bf16,tqk-int8dq"]) == 0
+    rows = _read_csv(out / "model_results.csv")
+    assert [(r["config"], r["batch"]) for r in rows] == [("bf16", "1"), ("bf16", "2"), ("tqk-int8dq", "1"),
+                                                         ("tqk-int8dq", "2")]
+    assert all(float(r["prefill_ms"]) > 0 for r in rows if r["batch"] == "1")
+    assert all(r["prefill_ms"] in ("", "nan") for r in rows if r["batch"] == "2")

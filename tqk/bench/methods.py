@@ -191,6 +191,14 @@ def tqk_configs() -> dict:
             "tqk-int4-hqq": tqk.Int4WeightOnlyConfig(group_size=128, use_hqq=True),
             "tqk-int8": tqk.Int8WeightOnlyConfig(),
             "tqk-fp8": tqk.Float8WeightOnlyConfig(),
+            # activation-quantized (8-bit tensor cores; the activation's quantization is timed)
+            "tqk-int8dq": tqk.Int8DynamicActivationInt8WeightConfig(),
+            "tqk-fp8dq-row": tqk.Float8DynamicActivationFloat8WeightConfig(granularity=tqk.PerRow()),
+            "tqk-fp8dq-tensor": tqk.Float8DynamicActivationFloat8WeightConfig(),
+            "tqk-fp8dq-block": tqk.Float8DynamicActivationFloat8WeightConfig(
+                granularity=[tqk.PerBlock((1, 128)), tqk.PerBlock((128, 128))]),
+            "tqk-w4a8-int8": tqk.Int8DynamicActivationIntxWeightConfig(),
+            "tqk-w4a8-fp8": tqk.Float8DynamicActivationInt4WeightConfig(),
         }
     except Exception:  # noqa: BLE001
         return {}
@@ -217,12 +225,18 @@ def _tqk_factory(name: str):
             qw = tqk.quantize_weight(w, cfg)
         except (ValueError, NotImplementedError, AssertionError) as e:
             raise Unsupported(f"{type(e).__name__}: {e}") from e
-        return _tqk_prepared(qw, b)
+        return _tqk_prepared(qw, b, opts)
     return factory
 
 
-def _tqk_prepared(qw, b) -> Prepared:
-    return Prepared(lambda x: F.linear(x, qw, b), tensor_bytes(qw), copy=lambda: _tqk_prepared(qw.clone(), b))
+def _tqk_prepared(qw, b, opts=None) -> Prepared:
+    if qw.quant_layout.family == "weight_only":
+        return Prepared(lambda x: F.linear(x, qw, b), tensor_bytes(qw), copy=lambda: _tqk_prepared(qw.clone(), b))
+    # activation-quantized: compiled like the _scaled_mm peer, so the activation's quantization is one
+    # fused kernel as in a compiled model (eagerly it is several torch ops)
+    comp = _compiled(f"tqk-{qw.quant_layout}", F.linear, opts.compile and qw.is_cuda)
+    return Prepared(lambda x: comp(x, qw, b), tensor_bytes(qw), note="act quant timed", compiled=comp,
+                    copy=lambda: _tqk_prepared(qw.clone(), b, opts))
 
 
 # ----------------------------------------------------------------------------- torch tinygemm
@@ -389,9 +403,17 @@ def _build_registry() -> dict[str, Method]:
         "tqk-int4-hqq": "tqk int4 weight-only, group 128, HQQ qparams",
         "tqk-int8": "tqk int8 weight-only, per row",
         "tqk-fp8": "tqk fp8 e4m3 weight-only, per row",
+        "tqk-int8dq": "tqk int8 x int8, per-row activations and weights",
+        "tqk-fp8dq-row": "tqk fp8 x fp8, per-row activations and weights",
+        "tqk-fp8dq-tensor": "tqk fp8 x fp8, per-tensor activations and weights",
+        "tqk-fp8dq-block": "tqk fp8 x fp8, 1x128 activation and 128x128 weight blocks",
+        "tqk-w4a8-int8": "tqk int4 g128 weights x int8 per-row activations",
+        "tqk-w4a8-fp8": "tqk int4 g128 weights x fp8 per-row activations",
     }
+    dynamic = {n for n in tqk_desc if "dq" in n or "w4a8" in n}
     for name, desc in tqk_desc.items():  # HQQ runs the same kernel as tqk-int4: --full only
-        ms.append(Method(name, "tqk", _tqk_factory(name), _tqk_check, desc, default=name != "tqk-int4-hqq"))
+        ms.append(Method(name, "tqk", _tqk_factory(name), _tqk_check, desc, default=name != "tqk-int4-hqq",
+                         dynamic_act=name in dynamic))
     ms += [
         Method("torch-tinygemm-int4", "peer", _tinygemm, description="aten._weight_int4pack_mm, group 128"),
         Method("torch-scaled_mm-fp8", "peer", _scaled_mm,

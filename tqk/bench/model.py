@@ -10,6 +10,9 @@ step. One row per config and batch size (default 1 and 16). Columns, times in ms
                 onto an idle GPU (timing.time_steps says why this is the host's own cost)
   def ms, cpu   the same under torch.compile(model, fullgraph=True): no CUDA graphs
   at ms, cpu    the same under mode="max-autotune-no-cudagraphs" (only with --modes ...,autotune)
+  pre ms        one prefill of --prefill tokens (default 2048) at the first batch size, default
+                compile (only with --modes ...,prefill): the large-M GEMMs, where activation-quantized
+                configs run on the 8-bit tensor cores
   floor         the GPU time of one step: the default-compiled step captured as one
                 torch.cuda.CUDAGraph, replayed back to back (timing.graph_floor); wall - floor is
                 what the host costs. Needs CUDA and the default mode
@@ -62,7 +65,8 @@ from .decoder import ModelArgs, build_model, kv_cache_bytes, weight_bytes
 from .methods import REGISTRY, Options, _gemlite_check, _torchao_check, _torchao_config, tqk_configs
 from .report import sqnr_db
 
-MODES = {"ro": "reduce-overhead", "default": "default", "autotune": "max-autotune-no-cudagraphs", "eager": "eager"}
+MODES = {"ro": "reduce-overhead", "default": "default", "autotune": "max-autotune-no-cudagraphs", "eager": "eager",
+         "prefill": "prefill"}
 TORCHAO = {"torchao-int4": "int4wo", "torchao-int8": "int8wo", "torchao-fp8": "fp8dq"}
 DEFAULT_CONFIGS = ("bf16", "tqk-int4", "tqk-int8", "tqk-fp8", "gemlite-int4", *TORCHAO)
 
@@ -136,10 +140,26 @@ def _error(e: BaseException) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0][:150] if str(e) else ''}"
 
 
+def _run_prefill(model, row: Row, p: dict):
+    """Time one prefill of p["prefill"] tokens per sequence (default compile, its first call compiles)."""
+    dev = torch.device(p["device"])
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True)
+    g = torch.Generator(device="cpu").manual_seed(p["seed"] + 2)
+    tokens = torch.randint(0, model.a.vocab, (row.batch, p["prefill"]), generator=g).to(dev)
+    pos = torch.arange(p["prefill"], device=dev)
+    with torch.no_grad():
+        compiled(tokens, pos)
+        wall, cpu = timing.time_steps(lambda: compiled(tokens, pos), 3, dev, p["repeats"])
+    row.wall_ms["prefill"], row.cpu_ms["prefill"] = wall * 1e3, cpu * 1e3
+
+
 def _run_mode(model, mode: str, row: Row, p: dict, accuracy: bool):
     """Compile for `mode`, teacher-force the prompt through the compiled model (its first calls),
     time the decode loop, and for "default" on a GPU the CUDA-graph floor. Returns the teacher-forced
     logits [B, acc_len, V] (float, on the CPU) when `accuracy`, else None."""
+    if mode == "prefill":
+        return _run_prefill(model, row, p)
     dev = torch.device(p["device"])
     torch._dynamo.reset()
     compiled = model if mode == "eager" else torch.compile(
@@ -216,10 +236,13 @@ def measure_config(p: dict, report=lambda rows: None) -> list[dict]:
     for r in rows:
         r.weight_mib = wbytes / 2**20
         r.notes += [note] if note else []
-        model.setup_caches(r.batch, p["acc_len"] + p["repeats"] * p["gen"] + 1)
+        model.setup_caches(r.batch, max(p["acc_len"] + p["repeats"] * p["gen"] + 1,
+                                        p["prefill"] if "prefill" in p["modes"] and r is rows[0] else 0))
         if p["bandwidth"]:
             r.ideal_ms = (wbytes + kv_cache_bytes(model)) / p["bandwidth"] * 1e3
         for mode in p["modes"]:
+            if mode == "prefill" and r is not rows[0]:
+                continue
             left = p["deadline"] - time.time()
             if left < took.get(mode, last):
                 r.notes.append(f"{mode}: skipped, {max(left, 0):.0f} s left (time budget)")
@@ -300,7 +323,7 @@ def _vs_bf16(rows: list[Row], ms) -> list[float]:
     return [base.get(r.batch, math.nan) / ms(r) if ms(r) > 0 else math.nan for r in rows]
 
 
-SHORT = {"ro": "ro", "default": "def", "autotune": "at", "eager": "eager"}
+SHORT = {"ro": "ro", "default": "def", "autotune": "at", "eager": "eager", "prefill": "pre"}
 
 
 def _columns(rows: list[Row], modes) -> list[tuple[str, str, str, list]]:
@@ -358,7 +381,8 @@ def add_args(p: argparse.ArgumentParser):
     p.add_argument("--batch-sizes", default="1,16")
     p.add_argument("--modes", default="ro,default",
                    help="comma list of ro (reduce-overhead), default, autotune (max-autotune-no-cudagraphs), "
-                        "eager (no compile); default %(default)s")
+                        "eager (no compile), prefill (one --prefill-token prefill); default %(default)s")
+    p.add_argument("--prefill", type=int, default=None, help="prefill tokens (default 2048; tiny: 16)")
     p.add_argument("--acc-len", type=int, default=None,
                    help="teacher-forced prompt tokens: warm-up and accuracy (default 32; tiny: 4)")
     p.add_argument("--gen", type=int, default=None, help="timed decode steps per loop (default 64; tiny: 4)")
@@ -390,7 +414,8 @@ def main(args) -> int:
               f"memory ceiling {bw / 1e12:.3g} TB/s ({bw_kernel}); times in ms per decode step")
     print(header)
     params = dict(model=asdict(a), device=str(device), batches=[int(b) for b in args.batch_sizes.split(",")],
-                  modes=modes, acc_len=acc_len, gen=gen, repeats=repeats, seed=args.seed, bandwidth=bw)
+                  modes=modes, acc_len=acc_len, gen=gen, repeats=repeats, seed=args.seed, bandwidth=bw,
+                  prefill=args.prefill or (16 if args.tiny else 2048))
     os.makedirs(args.out, exist_ok=True)
 
     def save(rows, finished: bool) -> str:
