@@ -18,8 +18,9 @@ from triton.compiler import ASTSource, compile  # noqa: E402
 from triton.tools.disasm import get_sass  # noqa: E402
 
 import tqk  # noqa: E402,F401
+from tqk.kernels import scaled_mm as sm  # noqa: E402
 from tqk.kernels import weight_only as wo  # noqa: E402
-from tqk.layouts import AffineLayout, Float8Layout  # noqa: E402
+from tqk.layouts import AffineLayout, Float8Layout, ScaledLayout  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 POINTERS = {"x_ptr": "*bf16", "w_ptr": "*i32", "scale_ptr": "*bf16", "zero_ptr": "*bf16", "bias_ptr": "*bf16",
@@ -39,6 +40,20 @@ def build(kernel, fmt, **switches):
     attrs = {(i,): [["tt.divisibility", 16]] for i in divisible}
     return compile(ASTSource(kernel, sig, consts, attrs), target=TARGET,
                    options=dict(num_warps=warps, num_stages=2))
+
+
+def build_scaled(layout: ScaledLayout, block_m: int, block_n: int, num_warps: int):
+    """The activation-quantized GEMM for one ScaledLayout (a *MMA / *GMMA count shows the tensor cores)."""
+    fmt, kernel = layout.scaled_format(), sm.scaled_mm_kernel
+    pointers = {"a_ptr": "*i8" if fmt.act == "int8" else "*u8", "a_scale_ptr": "*fp32",
+                "w_ptr": "*i8" if fmt.weight == "int8" else "*u8", "w_scale_ptr": "*bf16", "w_zero_ptr": "*bf16",
+                "bias_ptr": "*bf16", "out_ptr": "*bf16"}
+    consts = dict(ACT=fmt.act, WEIGHT=fmt.weight, A_SCALE=fmt.a_scale, W_SCALE=fmt.w_scale, HAS_BIAS=True,
+                  DOT_F32=False, EVEN_K=True, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=fmt.group or 128, GROUP_M=8)
+    sig = {name: pointers.get(name, "constexpr" if name in consts else "i32") for name in kernel.arg_names}
+    attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(kernel.arg_names)
+             if sig[name] != "constexpr" and name != "M"}
+    return compile(ASTSource(kernel, sig, consts, attrs), target=TARGET, options=dict(num_warps=num_warps, num_stages=3))
 
 
 def count(sass: str) -> collections.Counter:
@@ -64,16 +79,26 @@ CASES = {
                            DOT_F32=False, EVEN_K=True, num_warps=8)),
 }
 
+def all_cases():
+    for name, (kernel, fmt, switches) in CASES.items():
+        yield name, lambda: build(kernel, fmt, **switches)
+    for i, layout in enumerate(ScaledLayout.examples()):
+        f = layout.scaled_format()
+        for bm, bn, warps in ((16, 64, 4), (128, 128, 8)):
+            name = f"scaled{i}_{f.act}x{f.weight}_{f.a_scale}_{f.w_scale}{f.group or ''}_{bm}x{bn}"
+            yield name, lambda: build_scaled(layout, bm, bn, warps)
+
+
 if __name__ == "__main__":
     out_dir = sys.argv[1] if len(sys.argv) > 1 else None
-    for name, (kernel, fmt, switches) in CASES.items():
-        compiled = build(kernel, fmt, **switches)
+    for name, make in all_cases():
+        compiled = make()
         sass = get_sass(compiled.asm["cubin"])  # the cuobjdump that ships with Triton
         compiled.asm["sass"] = sass
         ops = count(sass)
         top = ", ".join(f"{op}:{n}" for op, n in ops.most_common(8))
         digest = hashlib.sha1(sass.encode()).hexdigest()[:12]  # equal digests: byte-identical SASS
-        print(f"{name:24s} sass {digest} instructions={sum(ops.values())} shared={compiled.metadata.shared} | {top}")
+        print(f"{name:40s} sass {digest} instructions={sum(ops.values())} shared={compiled.metadata.shared} | {top}")
         if out_dir:
             for ext in ("ptx", "sass"):
                 with open(os.path.join(out_dir, f"{name}.{ext}"), "w") as fh:

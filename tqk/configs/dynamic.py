@@ -16,7 +16,7 @@ from .base import CannotQuantize, QuantConfig, register_handler
 
 FP8_GRANULARITIES = ("PerTensor()", "PerRow()", "[PerTensor(), PerTensor()]", "[PerRow(), PerRow()]",
                      "[PerBlock((1, 128)), PerBlock((128, 128))]")
-W4A8_GROUP_SIZES = (32, 64, 128, 256)
+W4A8_GROUP_SIZES = (64, 128, 256)  # half a group is one 8-bit dot's K, which must be >= 32
 
 
 def _fp8_pair(granularity) -> tuple[str, str]:

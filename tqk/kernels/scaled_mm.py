@@ -55,21 +55,26 @@ def _operand(codes, KIND: tl.constexpr, DOT_F32: tl.constexpr):
     """A tile of codes as the dot's operand: int8, or e4m3 from its bits, or float32 (interpreter)."""
     if DOT_F32:
         if KIND == "e4m3":
-            return decode_codes(codes.to(tl.int32) & 0xFF, "e4m3")
-        return codes.to(tl.float32)
-    if KIND == "e4m3":
-        return codes.to(tl.uint8).to(tl.float8e4nv, bitcast=True)
-    return codes.to(tl.int8)
+            out = decode_codes(codes.to(tl.int32) & 0xFF, "e4m3")
+        else:
+            out = codes.to(tl.float32)
+    elif KIND == "e4m3":
+        out = codes.to(tl.uint8).to(tl.float8e4nv, bitcast=True)
+    else:
+        out = codes.to(tl.int8)
+    return out
 
 
 @triton.jit
 def _int4_as(values, ACT: tl.constexpr, DOT_F32: tl.constexpr):
     """Decoded 4-bit weights (int32 q - z in [-15, 15]) in the activations' operand type."""
     if DOT_F32:
-        return values.to(tl.float32)
-    if ACT == "e4m3":
-        return values.to(tl.float16).to(tl.float8e4nv)  # exact: integers up to 16
-    return values.to(tl.int8)
+        out = values.to(tl.float32)
+    elif ACT == "e4m3":
+        out = values.to(tl.float16).to(tl.float8e4nv)  # exact: integers up to 16
+    else:
+        out = values.to(tl.int8)
+    return out
 
 
 @triton.jit
@@ -78,8 +83,9 @@ def _dot(a, w, acc_dtype: tl.constexpr, DOT_F32: tl.constexpr):
         d = tl.dot(a, w, out_dtype=tl.float32)
         if acc_dtype == tl.int32:
             d = (d + tl.where(d >= 0, 0.5, -0.5)).to(tl.int32)  # exact integers in float32: round
-        return d
-    return tl.dot(a, w, out_dtype=acc_dtype)
+    else:
+        d = tl.dot(a, w, out_dtype=acc_dtype)
+    return d
 
 
 @triton.jit

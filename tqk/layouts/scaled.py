@@ -54,8 +54,9 @@ class ScaledLayout(Layout):
         if self.weight_granularity not in WEIGHTS[self.weight]:
             raise ValueError(f"ScaledLayout: {self.weight} weights take granularity {WEIGHTS[self.weight]}, "
                              f"got {self.weight_granularity!r}")
-        if self.weight == "int4" and (self.group_size < 32 or self.group_size & (self.group_size - 1)):
-            raise ValueError(f"ScaledLayout: 4-bit weights take a group size of 32, 64, 128 or 256, "
+        if self.weight == "int4" and self.group_size not in (64, 128, 256):
+            # half a group is one dot's K: 8-bit tensor-core dots take K >= 32
+            raise ValueError(f"ScaledLayout: 4-bit weights take a group size of 64, 128 or 256, "
                              f"got {self.group_size}")
         self.scaled_format()  # operand pairs the GEMM takes (asserts)
 
@@ -76,8 +77,8 @@ class ScaledLayout(Layout):
                 cls(**fp8), cls(**fp8, act_granularity="tensor", weight_granularity="tensor"),
                 cls(**fp8, act_granularity="block", weight_granularity="block"),
                 cls(weight="int4", weight_granularity="group", group_size=128),
-                cls(weight="int4", weight_granularity="group", group_size=32, symmetric=True),
-                cls(act="e4m3", weight="int4", weight_granularity="group", group_size=64)]
+                cls(weight="int4", weight_granularity="group", group_size=64, symmetric=True),
+                cls(act="e4m3", weight="int4", weight_granularity="group", group_size=256)]
 
     def k_multiple(self) -> int:
         """in_features must be a multiple of this (blocks and groups tile K whole)."""
