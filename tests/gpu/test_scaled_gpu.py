@@ -1,0 +1,122 @@
+"""GPU: the activation-quantized configs (issue 11) compiled on CUDA, where the op is a triton_op and
+inductor traces the activation's quantization (torch ops) into the graph around the GEMM.
+
+    pytest -m gpu tests/gpu/test_scaled_gpu.py
+
+* kernel count under torch.compile: each linear launches at most two kernels, the activation's
+  quantization (fused with whatever precedes it, here the ReLU) and the GEMM (scaled_mm_kernel);
+* a small MLP under every compile mode of tests/gpu/test_compile_gpu.py, from the first call;
+* the Llama-3-8B projection shapes at M = 1, 16, 2048 against the float64 product of the
+  quantized activations and weights, within the bf16 rounding bound.
+
+Compiled against eager: inductor's fused quantization may round x / scale differently from eager
+torch in an element or two (an int8 code one apart, an e4m3 code one ulp apart), which moves an
+output by about one activation step times a weight: within REL of the output scale, where a wrong
+kernel, scale or stale CUDA-graph buffer is off by O(1).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch._dynamo
+from torch import nn
+from torch._dynamo.utils import counters
+
+import tqk
+from gpu.test_compile_gpu import MODES
+from test_activation_configs import CONFIGS, FP8, SQNR_FLOOR, family, scaled_reference
+from tiny_models import assert_close_run, graph_breaks, quantized_mlp
+from tqk import testing as T
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+CUDA = torch.device("cuda")
+DT = torch.bfloat16
+DIMS = [512, 1024, 1024, 512]  # every K a multiple of 128: block and group configs take every layer
+LINEARS = len(DIMS) - 1
+REL = 2**-5
+# Llama-3-8B projections, (N, K): q/o, k/v (8 KV heads of 128), gate/up, down
+LLAMA3_8B = {"qo": (4096, 4096), "kv": (1024, 4096), "gate_up": (14336, 4096), "down": (4096, 14336)}
+
+
+def _needs_fp8(name):
+    if name in FP8 and torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("e4m3 tensor cores need compute capability 8.9")
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    torch._dynamo.reset()
+    counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
+def _cuda_kernels(prof) -> list[str]:
+    return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+
+
+@pytest.mark.parametrize("m", [1, 16])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_at_most_two_kernels_per_linear_under_compile(name, m):
+    """torch.compile's default mode (no CUDA graphs): one GEMM per quantized linear and at most one
+    other kernel per linear, its activation quantization (row max, scale and cast in one kernel;
+    the ReLU before the second and third layers fused into it): nothing else per layer, no
+    separate cast, amax, memset or copy."""
+    _needs_fp8(name)
+    model = quantized_mlp(DIMS, CONFIGS[name], DT, CUDA)
+    compiled = torch.compile(model, fullgraph=True)
+    x = torch.randn(m, DIMS[0], dtype=DT, device=CUDA)
+    with torch.no_grad():
+        compiled(x)
+        torch.cuda.synchronize()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            compiled(x)
+            torch.cuda.synchronize()
+    kernels = _cuda_kernels(prof)
+    gemms = [k for k in kernels if "scaled_mm" in k]
+    assert len(gemms) == LINEARS, kernels
+    assert len(kernels) <= 2 * LINEARS, kernels
+    assert graph_breaks() == {}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_mlp_every_mode_first_call(name, mode):
+    """Calls M = 1 three times (CUDA-graph trees: warm-up, record, replay), M = 16 three times,
+    then M = 1 again; the very first call is the compiled model's. Each output, cloned at once,
+    is within REL of the eager quantized model's on the same input."""
+    _needs_fp8(name)
+    model = quantized_mlp(DIMS, CONFIGS[name], DT, CUDA)
+    compiled = torch.compile(model, **MODES[mode])
+    with torch.no_grad():
+        for i, m in enumerate((1, 1, 1, 16, 16, 16, 1)):
+            x = torch.randn(m, DIMS[0], dtype=DT, device=CUDA)
+            out = compiled(x).clone()
+            torch.cuda.synchronize()
+            assert_close_run(out, model(x), REL, msg=f"{name} {mode} call {i}, M={m}")
+    assert graph_breaks() == {}
+
+
+@pytest.mark.parametrize("m", [1, 16, 2048])
+@pytest.mark.parametrize("shape", list(LLAMA3_8B))
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_llama3_8b_shapes_against_float64_reference(name, shape, m):
+    """The public op (eager) at the layer shapes of Llama-3-8B: within the bf16 rounding bound of
+    the float64 product of the quantized activations and weights, and within the config's SQNR
+    floor of the float layer."""
+    _needs_fp8(name)
+    n, k = LLAMA3_8B[shape]
+    torch.manual_seed(m)
+    lin = nn.Linear(k, n, dtype=DT, device=CUDA)
+    x = torch.randn(m, k, dtype=DT, device=CUDA)
+    ref_float = T.reference_linear(x, lin.weight, lin.bias)
+    report = tqk.quantize_(lin, CONFIGS[name])
+    assert list(report.quantized) == [""], report
+    with torch.no_grad():
+        out = lin(x)
+    ref, xq, w = scaled_reference(lin, x)
+    T.assert_close_to_reference(out, ref, x=xq, weight=w, bias=lin.bias, msg=f"{name} {shape} M={m}")
+    sqnr = T.sqnr(ref_float, out)
+    assert sqnr >= SQNR_FLOOR[family(name)], f"{name} {shape} M={m}: SQNR {sqnr:.2f} dB"
+
