@@ -300,9 +300,6 @@ def test_good_static_scales(make):
         assert make(scale).layout().static_scale == 0.5
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="tqk bug: a missing static scale (the field's default, None) raises torch's RuntimeError "
-                          "'Could not infer dtype of NoneType' instead of tqk's ValueError naming the scale")
 @pytest.mark.parametrize("make", STATIC)
 def test_missing_static_scale(make):
     with pytest.raises(ValueError, match="static activation scale"):
@@ -424,18 +421,14 @@ def test_nan_in_one_row_stays_in_that_row(name):
         assert torch.equal(out[others], ref[others]), name
 
 
-INF_BUG = pytest.mark.xfail(strict=True, raises=AssertionError,
-                            reason="tqk bug: a per-tensor activation scale is taken over every row that is not "
-                                   "NaN, Inf included: one Inf makes the scale Inf and every output row NaN")
-INF_CASES = [pytest.param(n, marks=INF_BUG) if CONFIGS[n].layout().act_granularity == "tensor" else n
-             for n in NAMES if CONFIGS[n].layout().act_granularity != "static"]
+INF_CASES = list(NAMES)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the interpreter's numpy: inf * 0
 @pytest.mark.parametrize("name", INF_CASES)
 def test_inf_in_one_row_stays_in_that_row(name):
-    """As with F.linear, an Inf in row 1 leaves the other rows finite. (Static scales are left out:
-    they saturate an Inf to the largest code, by design of a fixed scale.)"""
+    """As with F.linear, an Inf in row 1 leaves the other rows finite and row 1 not: a row whose
+    amax is not finite keeps it as its scale, per tensor and static scales too."""
     model = quantized_mlp(name)
     x = torch.randn(4, 256, dtype=torch.bfloat16)
     x[1, 7] = float("inf")

@@ -8,7 +8,7 @@ the batch and the weight-only floors; its fixture and names are imported from th
     W4A8 (int8 or fp8 activations)        vs  Int4WeightOnlyConfig(group_size=128)
 
 Quantizing the activations too must cost no more than MARGIN of cosine over the weight-only
-config (MARGINS says where, and why, a scheme gets more). Each weight-only baseline is measured
+config (UNMET says where, and why, a scheme does not meet it). Each weight-only baseline is measured
 once (module fixture) and each case asserts its own floor too (the weight-only floor of
 tests/test_models.py minus the margin), so a regression of the weight-only path cannot hide one
 of the activation path.
@@ -42,13 +42,14 @@ CASES = {
     "w4a8-fp8": (tqk.Float8DynamicActivationInt4WeightConfig(), "int4-g128"),
 }
 MARGIN = 0.002
-# int8 per-token activations cost more on this model than 0.002: measured min cosines 0.99701 (bf16)
-# and 0.99649 (fp32) against 0.9995 / 0.99963 weight-only. It is the scheme, not tqk: the same
+# Not met (issue 11's floor), so a strict xfail at that floor rather than a looser margin: int8
+# per-token activations cost more than 0.002 on this model: measured min cosines 0.99701 (bf16) and
+# 0.99649 (fp32) against 0.9995 / 0.99963 weight-only. It is the scheme, not tqk's kernel: the same
 # scheme simulated in float32 torch (round(x / (rowmax / 127)) on activations and weights, F.linear)
 # gives 0.99626, and per-token int8 on the value projections alone (their input is a LayerNorm
 # output with outlier channels) costs 0.0023 of it. int8 per-tensor activations (0.947) are left
 # out for the same reason, far worse.
-MARGINS = {"int8-row": 0.004}
+UNMET = {"int8-row": "int8 per-token activations: min cosine 0.99701 against int8 weight-only 0.99950 - 0.002"}
 
 
 def _cosine(model, batch, ref, config) -> tuple[float, list[float], object]:
@@ -78,11 +79,12 @@ def weight_only_cosine(minilm_reference):
     return get
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=UNMET[n]))
+                                  if n in UNMET else n for n in CASES])
 def test_minilm_activation_config_within_margin_of_weight_only(minilm_reference, weight_only_cosine, name):
     model, batch, ref = minilm_reference
     config, wo_name = CASES[name]
-    margin = MARGINS.get(name, MARGIN)
+    margin = MARGIN
     k_multiple = config.layout().k_multiple()
     linears = {fqn: m.in_features for fqn, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     fits = {fqn for fqn, k in linears.items() if k % k_multiple == 0}

@@ -61,8 +61,9 @@ def _quantize(weight: torch.Tensor, layout: ScaledLayout) -> QuantizedLinearWeig
 
 
 def _static_scale(scale, what: str) -> float:
-    s = float(torch.as_tensor(scale, dtype=torch.float64).reshape(-1)[0]) if torch.as_tensor(scale).numel() == 1 \
-        else None
+    s = None
+    if isinstance(scale, (int, float, torch.Tensor)) and torch.as_tensor(scale).numel() == 1:
+        s = float(torch.as_tensor(scale, dtype=torch.float64).reshape(-1)[0])
     if s is None or not (s > 0 and s < float("inf")):
         raise ValueError(f"{what}: the static activation scale must be one positive finite number, got {scale}")
     return s

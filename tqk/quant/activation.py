@@ -6,8 +6,8 @@ norm, the residual add), and the quantized linear launches that kernel and the G
 the CPU they run as torch's own casts, which the interpreter's fp8 casts are not (Triton 3.9's
 saturate and round wrongly).
 
-Scales are float32. A row's NaN stays in that row: its scale is NaN, so its output row is NaN and
-no other is, as with F.linear. A per-tensor or static scale is returned as one value per row
+Scales are float32. A row's NaN or Inf stays in that row: its scale is NaN or Inf, so its output
+row is non-finite and no other is, as with F.linear. A per-tensor or static scale is returned as one value per row
 (NaN for a row holding a NaN), so the GEMM needs only the row and 1x128 block forms. A zero row
 or block has scale 0 and codes 0: its output is the bias exactly.
 """
@@ -38,13 +38,14 @@ def quantize_activation(x2d: torch.Tensor, kind: str, granularity: str, static_s
         scale = blocks.abs().amax(-1) / qmax  # NaN where a block holds one
         return _codes(blocks, scale[..., None], kind).view(m, k), scale
     row_amax = x.abs().amax(-1, keepdim=True)
+    bad = ~torch.isfinite(row_amax)  # a row holding a NaN or an Inf keeps it: that row's scale
     if granularity == "row":
         scale = row_amax / qmax
     elif granularity == "tensor":
-        finite = torch.where(torch.isnan(row_amax), torch.zeros_like(row_amax), row_amax)
-        scale = torch.where(torch.isnan(row_amax), row_amax, finite.amax() / qmax)  # no host sync
+        finite = torch.where(bad, torch.zeros_like(row_amax), row_amax)
+        scale = torch.where(bad, row_amax, finite.amax() / qmax)  # no host sync
     elif granularity == "static":
-        scale = torch.where(torch.isnan(row_amax), row_amax, torch.full_like(row_amax, static_scale))
+        scale = torch.where(bad, row_amax, torch.full_like(row_amax, static_scale))
     else:
         raise ValueError(f"activation granularity {granularity!r}: one of {GRANULARITIES}")
     return _codes(x, scale, kind), scale[:, 0]
