@@ -20,7 +20,7 @@ from triton.tools.disasm import get_sass  # noqa: E402
 import tqk  # noqa: E402,F401
 from tqk.kernels import scaled_mm as sm  # noqa: E402
 from tqk.kernels import weight_only as wo  # noqa: E402
-from tqk.layouts import AffineLayout, Float8Layout, ScaledLayout  # noqa: E402
+from tqk.layouts import AffineLayout, Float8Layout, FpxLayout, ScaledLayout  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 POINTERS = {"x_ptr": "*bf16", "w_ptr": "*i32", "scale_ptr": "*bf16", "zero_ptr": "*bf16", "bias_ptr": "*bf16",
@@ -74,6 +74,11 @@ CASES = {
     "int4_g128_gemm_split": (wo.weight_only_gemm_kernel, AffineLayout(128, 4).weight_format(),
                              dict(BLOCK_N=64, BLOCK_M=16, SPLIT_K=4, GROUP_N=8, ONE_DOT=False, BLOCK_SCALE=False,
                                   DOT_F32=False, EVEN_K=True)),
+    "fp6_e3m2_row_gemv": (wo.weight_only_gemv_kernel, FpxLayout(0, 3, 2).weight_format(),
+                          dict(BLOCK_N=32, SPLIT_K=1, EVEN_K=True, TRIP_BLOCKS=2, ADJACENT_SPLITS=False)),
+    "fp4_e2m1_g32_gemm": (wo.weight_only_gemm_kernel, FpxLayout(32, 2, 1).weight_format(),
+                          dict(BLOCK_N=64, BLOCK_M=16, SPLIT_K=1, GROUP_N=8, ONE_DOT=False, BLOCK_SCALE=False,
+                               DOT_F32=False, EVEN_K=True)),
     "int8_row_gemm": (wo.weight_only_gemm_kernel, AffineLayout(0, 8, symmetric=True).weight_format(),
                       dict(BLOCK_N=128, BLOCK_M=128, SPLIT_K=1, GROUP_N=8, ONE_DOT=True, BLOCK_SCALE=False,
                            DOT_F32=False, EVEN_K=True, num_warps=8)),

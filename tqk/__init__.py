@@ -12,11 +12,12 @@ import torch as _torch
 if not _torch.cuda.is_available():
     _os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from .configs import (CannotQuantize, Float8DynamicActivationFloat8WeightConfig,  # noqa: E402
+from .configs import (CannotQuantize, FPXWeightOnlyConfig, Float8DynamicActivationFloat8WeightConfig,  # noqa: E402
                       Float8DynamicActivationInt4WeightConfig, Float8StaticActivationFloat8WeightConfig,
                       Float8WeightOnlyConfig, Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig,
                       Int8DynamicActivationIntxWeightConfig, Int8StaticActivationInt8WeightConfig,
-                      Int8WeightOnlyConfig, QuantConfig, quantize_weight)
+                      Int8WeightOnlyConfig, IntxWeightOnlyConfig, QuantConfig, UIntXWeightOnlyConfig,
+                      UIntxWeightOnlyConfig, quantize_weight)
 from .quant import (MappingType, PerAxis, PerBlock, PerGroup, PerRow, PerTensor,  # noqa: E402
                     choose_qparams_affine, dequantize_affine, quantize_affine)
 from .linear import QuantizedLinear  # noqa: E402
@@ -30,7 +31,8 @@ __all__ = [
     "CannotQuantize", "Int4WeightOnlyConfig", "Int8WeightOnlyConfig", "Float8WeightOnlyConfig",
     "Int8DynamicActivationInt8WeightConfig", "Int8StaticActivationInt8WeightConfig",
     "Float8DynamicActivationFloat8WeightConfig", "Float8StaticActivationFloat8WeightConfig",
-    "Float8DynamicActivationInt4WeightConfig", "Int8DynamicActivationIntxWeightConfig",
+    "Float8DynamicActivationInt4WeightConfig", "Int8DynamicActivationIntxWeightConfig", "FPXWeightOnlyConfig",
+    "IntxWeightOnlyConfig", "UIntxWeightOnlyConfig", "UIntXWeightOnlyConfig",
     "MappingType", "PerTensor", "PerAxis", "PerRow", "PerGroup", "PerBlock",
     "choose_qparams_affine", "quantize_affine", "dequantize_affine",
 ]

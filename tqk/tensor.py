@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import return_and_correct_aliasing
 
-from .layouts import AffineLayout, Float8Layout, Layout, ScaledLayout
+from .layouts import AffineLayout, Float8Layout, FpxLayout, Layout, ScaledLayout
 
 class QuantizedLinearWeight(torch.Tensor):
     @staticmethod
@@ -139,4 +139,4 @@ _DISPATCH = {
 
 # torch.load(weights_only=True) rebuilds only allow-listed classes; these are tqk's own, so
 # listing them changes nothing for any other checkpoint.
-torch.serialization.add_safe_globals([QuantizedLinearWeight, AffineLayout, Float8Layout, ScaledLayout])
+torch.serialization.add_safe_globals([QuantizedLinearWeight, AffineLayout, Float8Layout, FpxLayout, ScaledLayout])

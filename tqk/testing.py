@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .quant.fpx import fpx_max, fpx_values, quantize_fpx
 from .layouts import LAYOUTS, Layout
 from .tensor import QuantizedLinearWeight
 
@@ -207,6 +208,10 @@ def quantize_for_layout(w: torch.Tensor, layout: Layout) -> QuantizedLinearWeigh
             scale = _store(wg.clamp(min=0).amax(-1) / qmax, dtype)
             codes = (wg / scale.double()[..., None]).round().clamp(0, qmax)
         codes = codes.to(torch.uint8)
+    elif fmt.element.startswith("fpx"):  # small floats: tqk's own encode (round to nearest even)
+        e, m = int(fmt.element[3]), int(fmt.element[4])
+        scale = _store(wg.abs().amax(-1) / fpx_max(e, m), dtype)
+        codes = quantize_fpx(wg / scale.double()[..., None], e, m)
     else:
         f8 = _FP8[fmt.element]
         fmax = torch.finfo(f8).max
@@ -366,9 +371,12 @@ def unpack_reference(packed: torch.Tensor, bits: int, span: int, k: int) -> torc
 
 
 def decode_reference(codes: torch.Tensor, element: str) -> torch.Tensor:
-    """float64 element values of uint8 codes: the integer, or torch's own fp8 decoding."""
+    """float64 element values of uint8 codes: the integer, torch's own fp8 decoding, or the small-float
+    formula (fpx_values, from sign, exponent and mantissa fields)."""
     if element == "uint":
         return codes.to(torch.float64)
+    if element.startswith("fpx"):
+        return fpx_values(int(element[3]), int(element[4])).to(codes.device)[codes.long()]
     return codes.view(_FP8[element]).to(torch.float64)
 
 

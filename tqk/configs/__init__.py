@@ -3,10 +3,12 @@ from .base import HANDLERS, CannotQuantize, QuantConfig, quantize_weight, regist
 from .dynamic import (Float8DynamicActivationFloat8WeightConfig, Float8DynamicActivationInt4WeightConfig,
                       Float8StaticActivationFloat8WeightConfig, Int8DynamicActivationInt8WeightConfig,
                       Int8DynamicActivationIntxWeightConfig, Int8StaticActivationInt8WeightConfig)
+from .lowbit import FPXWeightOnlyConfig, IntxWeightOnlyConfig, UIntxWeightOnlyConfig, UIntXWeightOnlyConfig
 from .weight_only import Float8WeightOnlyConfig, Int4WeightOnlyConfig, Int8WeightOnlyConfig
 
 __all__ = ["HANDLERS", "CannotQuantize", "QuantConfig", "quantize_weight", "register_handler",
            "Int4WeightOnlyConfig", "Int8WeightOnlyConfig", "Float8WeightOnlyConfig",
            "Int8DynamicActivationInt8WeightConfig", "Int8StaticActivationInt8WeightConfig",
            "Float8DynamicActivationFloat8WeightConfig", "Float8StaticActivationFloat8WeightConfig",
-           "Float8DynamicActivationInt4WeightConfig", "Int8DynamicActivationIntxWeightConfig"]
+           "Float8DynamicActivationInt4WeightConfig", "Int8DynamicActivationIntxWeightConfig", "FPXWeightOnlyConfig",
+           "IntxWeightOnlyConfig", "UIntxWeightOnlyConfig", "UIntXWeightOnlyConfig"]

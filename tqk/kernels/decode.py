@@ -58,7 +58,7 @@ def decode_plane(words, j: tl.constexpr, BITS: tl.constexpr, ELEMENT: tl.constex
         return bits.to(tl.float32, bitcast=True) - ((1 << (23 - POS)) + MINUS)  # exact: integers < 2**24
     else:
         tl.static_assert(MINUS == 0, "MINUS is for uint codes")
-        if PTX:
+        if PTX and (ELEMENT == "e4m3" or ELEMENT == "e5m2"):
             return decode_fp8_plane(words, j, ELEMENT)
         return decode_codes(unpack_plane(words, j, BITS), ELEMENT)
 
@@ -121,11 +121,43 @@ def decode_codes(codes, ELEMENT: tl.constexpr):
 
     "uint": the code itself. Built by the magic-exponent trick (2**23 + code has the code in
     its low mantissa bits) because int->float conversion runs at a quarter of FP32 rate.
-    "e4m3" / "e5m2": the code is the fp8 bit pattern."""
+    "e4m3" / "e5m2": the code is the fp8 bit pattern (torch's formats).
+    "fpx{e}{m}": a sign + e + m bit small float with no inf or NaN (tqk/quant/fpx.py)."""
     if ELEMENT == "uint":
         return (codes | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
     elif ELEMENT == "e4m3":
         return codes.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.float32)
-    else:
-        tl.static_assert(ELEMENT == "e5m2", "ELEMENT must be 'uint', 'e4m3' or 'e5m2'")
+    elif ELEMENT == "e5m2":
         return codes.to(tl.uint8).to(tl.float8e5, bitcast=True).to(tl.float32)
+    else:
+        return decode_fpx(codes, fpx_ebits(ELEMENT), fpx_mbits(ELEMENT))
+
+
+@triton.constexpr_function
+def fpx_ebits(element):
+    assert element.startswith("fpx") and len(element) == 5, f"ELEMENT {element!r}: 'uint', 'e4m3', 'e5m2' or 'fpx<e><m>'"
+    return int(element[3])
+
+
+@triton.constexpr_function
+def fpx_mbits(element):
+    return int(element[4])
+
+
+@triton.constexpr_function
+def fpx_subnormal_unit(ebits, mbits):
+    """The value of mantissa unit 1 at exponent code 0: 2**(1 - bias - mbits)."""
+    return 2.0 ** (1 - ((1 << (ebits - 1)) - 1) - mbits)
+
+
+@triton.jit
+def decode_fpx(codes, EBITS: tl.constexpr, MBITS: tl.constexpr):
+    """int32 codes of a sign + EBITS + MBITS small float -> float32. A normal code's exponent and
+    mantissa bits, shifted to float32's places, plus the rebias of the exponent, are the float32
+    itself (one shift, one add); a subnormal (exponent code 0) is its mantissa times a constant."""
+    BIAS: tl.constexpr = (1 << (EBITS - 1)) - 1
+    mag = codes & ((1 << (EBITS + MBITS)) - 1)
+    normal = ((mag << (23 - MBITS)) + ((127 - BIAS) << 23)).to(tl.float32, bitcast=True)
+    sub = mag.to(tl.float32) * fpx_subnormal_unit(EBITS, MBITS)
+    val = tl.where(mag < (1 << MBITS), sub, normal)
+    return tl.where(((codes >> (EBITS + MBITS)) & 1) != 0, -val, val)

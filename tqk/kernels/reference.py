@@ -16,6 +16,10 @@ def decode(codes: torch.Tensor, element: str) -> torch.Tensor:
     """uint8 codes -> float32 values before scale and zero point (the kernel's decode_codes)."""
     if element == "uint":
         return codes.to(torch.float32)
+    if element.startswith("fpx"):
+        from ..quant.fpx import dequantize_fpx
+
+        return dequantize_fpx(codes, int(element[3]), int(element[4])).float()
     return codes.view(_FP8[element]).to(torch.float32)
 
 
