@@ -23,8 +23,10 @@ LAYOUTS: dict[str, type["Layout"]] = {}
 
 
 def register_layout(cls):
-    """Class decorator: adds a layout to LAYOUTS, which the shared property tests iterate."""
+    """Class decorator: adds a layout to LAYOUTS, which the shared property tests iterate, and
+    allow-lists it for torch.load(weights_only=True), which rebuilds a saved weight's layout."""
     LAYOUTS[cls.__name__] = cls
+    torch.serialization.add_safe_globals([cls])
     return cls
 
 
