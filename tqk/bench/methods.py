@@ -191,6 +191,10 @@ def tqk_configs() -> dict:
             "tqk-int4-hqq": tqk.Int4WeightOnlyConfig(group_size=128, use_hqq=True),
             "tqk-int8": tqk.Int8WeightOnlyConfig(),
             "tqk-fp8": tqk.Float8WeightOnlyConfig(),
+            "tqk-uint3": tqk.UIntxWeightOnlyConfig(bit_width=3, group_size=128),
+            "tqk-uint2": tqk.UIntxWeightOnlyConfig(bit_width=2, group_size=64),
+            "tqk-fp6": tqk.FPXWeightOnlyConfig(ebits=3, mbits=2),
+            "tqk-fp5": tqk.FPXWeightOnlyConfig(ebits=2, mbits=2),
             # activation-quantized (8-bit tensor cores; the activation's quantization is timed)
             "tqk-int8dq": tqk.Int8DynamicActivationInt8WeightConfig(),
             "tqk-fp8dq-row": tqk.Float8DynamicActivationFloat8WeightConfig(granularity=tqk.PerRow()),
@@ -403,6 +407,10 @@ def _build_registry() -> dict[str, Method]:
         "tqk-int4-hqq": "tqk int4 weight-only, group 128, HQQ qparams",
         "tqk-int8": "tqk int8 weight-only, per row",
         "tqk-fp8": "tqk fp8 e4m3 weight-only, per row",
+        "tqk-uint3": "tqk uint3 weight-only, group 128 (4-bit slots)",
+        "tqk-uint2": "tqk uint2 weight-only, group 64",
+        "tqk-fp6": "tqk fp6 e3m2 weight-only, per row (8-bit slots)",
+        "tqk-fp5": "tqk fp5 e2m2 weight-only, per row (8-bit slots)",
         "tqk-int8dq": "tqk int8 x int8, per-row activations and weights",
         "tqk-fp8dq-row": "tqk fp8 x fp8, per-row activations and weights",
         "tqk-fp8dq-tensor": "tqk fp8 x fp8, per-tensor activations and weights",
@@ -412,8 +420,8 @@ def _build_registry() -> dict[str, Method]:
     }
     dynamic = {n for n in tqk_desc if "dq" in n or "w4a8" in n}
     for name, desc in tqk_desc.items():  # HQQ runs the same kernel as tqk-int4: --full only
-        ms.append(Method(name, "tqk", _tqk_factory(name), _tqk_check, desc, default=name != "tqk-int4-hqq",
-                         dynamic_act=name in dynamic))
+        ms.append(Method(name, "tqk", _tqk_factory(name), _tqk_check, desc, dynamic_act=name in dynamic,
+                         default=name not in ("tqk-int4-hqq", "tqk-uint2", "tqk-fp5")))
     ms += [
         Method("torch-tinygemm-int4", "peer", _tinygemm, description="aten._weight_int4pack_mm, group 128"),
         Method("torch-scaled_mm-fp8", "peer", _scaled_mm,
