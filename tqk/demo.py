@@ -80,6 +80,11 @@ CONFIGS = {
     "fp8 e4m3 per-row": tqk.Float8WeightOnlyConfig(),
     "int4 g128": tqk.Int4WeightOnlyConfig(group_size=128),
     "int4 g32": tqk.Int4WeightOnlyConfig(group_size=32),
+    "uint3 g128": tqk.UIntxWeightOnlyConfig(bit_width=3, group_size=128),
+    "fp6 e3m2 per-row": tqk.FPXWeightOnlyConfig(ebits=3, mbits=2),
+    "int8 x int8 dynamic": tqk.Int8DynamicActivationInt8WeightConfig(),
+    "fp8 x fp8 dynamic per-row": tqk.Float8DynamicActivationFloat8WeightConfig(granularity=tqk.PerRow()),
+    "w4a8 (int8 act)": tqk.Int8DynamicActivationIntxWeightConfig(),
 }
 
 
@@ -117,9 +122,9 @@ def main(argv=None):
             rows.append((name, sqnr(out, ref), linear_bytes(model), timed(lambda: run(tokens), reps)))
             if report.skipped:
                 print(report)
-    print(f"\n{'config':18s} {'SQNR vs bf16':>13s} {'linear weights':>15s} {'time/forward':>13s}")
+    print(f"\n{'config':26s} {'SQNR vs bf16':>13s} {'linear weights':>15s} {'time/forward':>13s}")
     for name, snr, nbytes, t in rows:
-        print(f"{name:18s} {snr:>10.1f} dB {nbytes / 2**20:>11.2f} MiB {t * 1e3:>10.2f} ms")
+        print(f"{name:26s} {snr:>10.1f} dB {nbytes / 2**20:>11.2f} MiB {t * 1e3:>10.2f} ms")
 
 
 if __name__ == "__main__":
