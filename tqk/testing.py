@@ -542,3 +542,283 @@ def assert_exact(out: torch.Tensor, ref: torch.Tensor, msg: str = ""):
         i = tuple(int(v) for v in bad[0])
         raise AssertionError(f"{bad.shape[0]}/{ok.numel()} elements differ from the exact result; first at {i}: "
                              f"out={float(out[i])!r} exact={float(ref[i])!r} {msg}")
+
+
+# ------------------------------------------------------------------------------------------
+# Activation-quantized ("scaled") linears: tqk/layouts/scaled.py, tqk/kernels/scaled_mm.py
+# ------------------------------------------------------------------------------------------
+# What a kernel that quantizes its activations at run time must survive, beyond normal data:
+#   zero_rows     whole rows (and, in the other rows, some aligned 128-wide blocks) of zeros: a scale
+#                 of 0, whose output must be exactly the bias, never 0/0 = NaN;
+#   outlier_rows  one huge element per row (2**8 .. 2**12 times the rest): the row's scale is set
+#                 by it and every other code is small;
+#   saturating    |x| ~ 448 * 2**e (fp8's largest finite value times a power of two, some exactly
+#                 that, some a little off it): after scaling the codes land at or next to +-448
+#                 (+-127 for int8), and a static scale saturates them (the clamp before the cast).
+ACTIVATION_DISTRIBUTIONS = ("normal", "zero_rows", "outlier_rows", "saturating")
+ACTIVATION_ROWS = (1, 7, 33)  # M: one token, odd small batches
+BIG_M = 2048  # drawn about one time in ten: many M tiles (keep N and K small with it)
+SCALED_BLOCK = 128  # the block side of the documented 1x128 / 128x128 scales
+# Weight distributions for scaled layouts: make_weight's, without "huge" (its outputs overflow
+# bf16/fp16 at any K), plus random valid codes with random scales and zero points.
+SCALED_WEIGHT_DISTRIBUTIONS = tuple(d for d in DISTRIBUTIONS if d != "huge") + ("random_codes",)
+_ACT_QMAX = {"int8": 127.0, "e4m3": 448.0}
+
+__all__ += [
+    "ACTIVATION_DISTRIBUTIONS", "ACTIVATION_ROWS", "BIG_M", "SCALED_WEIGHT_DISTRIBUTIONS", "make_activation",
+    "activation_rows", "activation_batches", "scaled_codes_reference", "scaled_weight_terms",
+    "scaled_dequantize_reference", "random_scaled_weight", "quantize_scaled", "scaled_linear_cases",
+    "reference_scaled_activation", "reference_scaled_linear", "scaled_linear_magnitude",
+    "scaled_float32_roundings", "assert_close_to_scaled_reference",
+]
+
+
+def make_activation(shape, dtype: torch.dtype, distribution: str, seed: int, device="cpu") -> torch.Tensor:
+    """A deterministic activation x [M, K] in `dtype` from one of ACTIVATION_DISTRIBUTIONS (finite,
+    and small enough that x @ W.T with |W| <~ 1 and K <~ 1000 fits float16)."""
+    m, k = shape
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(m, k, generator=g, dtype=torch.float64)
+    if distribution == "normal":
+        pass
+    elif distribution == "zero_rows":
+        rows = torch.rand(m, generator=g) < 0.3
+        rows[int(torch.randint(0, m, (1,), generator=g))] = True  # at least one
+        nb = -(-k // SCALED_BLOCK)
+        blocks = (torch.rand(m, nb, generator=g) < 0.25).repeat_interleave(SCALED_BLOCK, 1)[:, :k]
+        x = torch.where(rows[:, None] | blocks, torch.zeros_like(x), x)
+    elif distribution == "outlier_rows":
+        col = torch.randint(0, k, (m,), generator=g)
+        big = torch.exp2(8 + 4 * torch.rand(m, generator=g, dtype=torch.float64))
+        x[torch.arange(m), col] = big * torch.sign(torch.randn(m, generator=g, dtype=torch.float64))
+    elif distribution == "saturating":
+        e = torch.randint(-10, 0, (m, 1), generator=g).double()
+        base = 448 * torch.exp2(e)
+        # half the rows on exact powers of two (amax / 448 exact), half a little off them
+        base = torch.where(torch.rand(m, 1, generator=g) < 0.5, base,
+                           base * (1 + 2**-5 * torch.rand(m, 1, generator=g, dtype=torch.float64)))
+        frac = 1 - 0.125 * torch.rand(m, k, generator=g, dtype=torch.float64)  # in (0.875, 1]
+        frac = torch.where(torch.rand(m, k, generator=g) < 0.25, torch.ones_like(frac), frac)
+        x = torch.where(torch.rand(m, k, generator=g) < 0.5, 1.0, -1.0) * base * frac
+    else:
+        raise ValueError(f"unknown distribution {distribution!r}; choose one of {ACTIVATION_DISTRIBUTIONS}")
+    x = x.to(dtype)
+    assert bool(torch.isfinite(x).all())
+    return x.to(device)
+
+
+def activation_rows(rows=ACTIVATION_ROWS, big_m: int | None = BIG_M):
+    """Strategy: M from `rows`, or `big_m` about one draw in ten (shrinks towards rows[0])."""
+    st = _st()
+    choices = list(rows) * 3 + ([big_m] if big_m else [])
+    return st.sampled_from(choices)
+
+
+def activation_batches(k, dtype=torch.bfloat16, m=None, distribution=None, device="cpu"):
+    """Strategy: activations x [M, K] for an activation-quantized kernel: M from activation_rows()
+    (or `m`: an int or a strategy), K an int or a strategy, drawn from `distribution` (one of
+    ACTIVATION_DISTRIBUTIONS, or None: any). M = 2048 is drawn now and then: keep K (and the
+    weight's N) small with it, or pass m=activation_rows(big_m=None)."""
+    st = _st()
+    ks = k if isinstance(k, st.SearchStrategy) else st.just(int(k))
+    ms = activation_rows() if m is None else (m if isinstance(m, st.SearchStrategy) else st.just(int(m)))
+    dists = st.sampled_from(ACTIVATION_DISTRIBUTIONS) if distribution is None else st.just(distribution)
+    return st.builds(lambda mm, kk, d, seed: make_activation((mm, kk), dtype, d, seed, device),
+                     ms, ks, dists, st.integers(0, 2**31 - 1))
+
+
+def _scaled_layout_of(weight):
+    layout = weight.quant_layout
+    if getattr(layout, "family", None) != "scaled":
+        raise TypeError(f"not an activation-quantized (scaled) layout: {layout}")
+    return layout
+
+
+def scaled_codes_reference(weight: QuantizedLinearWeight) -> torch.Tensor:
+    """uint8 codes [N, K] straight from the documented storage (tqk/layouts/scaled.py), not
+    ScaledLayout.unpack: int8 and e4m3 are stored as is; a 4-bit code of column c, in group
+    g = c // G at j = c % G, is nibble j // (G/2) (low, then high) of byte g * G/2 + j % (G/2)."""
+    layout = _scaled_layout_of(weight)
+    n, k = weight.shape
+    packed = weight.packed
+    if layout.weight != "int4":
+        return packed.view(torch.uint8) if packed.dtype == torch.int8 else packed.clone()
+    half = layout.group_size // 2
+    c = torch.arange(k, device=packed.device)
+    byte = (c // layout.group_size) * half + c % half
+    shift = 4 * ((c % layout.group_size) // half)
+    return ((packed.to(torch.int32)[:, byte] >> shift) & 15).to(torch.uint8)
+
+
+def scaled_weight_terms(weight: QuantizedLinearWeight):
+    """float64 [N, K] each: (value of the code, zero point, scale) of every element, so that
+    W = (value - zero) * scale. value: the signed int8, the e4m3 value (torch's decoding), or the
+    4-bit code q; zero: the group's integer zero point (0 for 8-bit weights); scale: per row
+    scales [N], per 128x128 block [cdiv(N, 128), K // 128], or per group [K // G, N]."""
+    layout = _scaled_layout_of(weight)
+    n, k = weight.shape
+    codes = scaled_codes_reference(weight)
+    if layout.weight == "int8":
+        values = codes.view(torch.int8).double()
+    elif layout.weight == "e4m3":
+        values = codes.view(torch.float8_e4m3fn).double()
+    else:
+        values = codes.double()
+    zeros = torch.zeros_like(values)
+    s = weight.scales.double()
+    rows = torch.arange(n, device=s.device)
+    cols = torch.arange(k, device=s.device)
+    if layout.weight == "int4":
+        group = cols // layout.group_size
+        scales = s.t()[:, group]
+        zeros = weight.zeros.double().t()[:, group]
+    elif layout.weight_granularity == "block":
+        scales = s[rows // SCALED_BLOCK][:, cols // SCALED_BLOCK]
+    else:
+        scales = s[:, None].expand(n, k)
+    return values, zeros, scales
+
+
+def scaled_dequantize_reference(weight: QuantizedLinearWeight) -> torch.Tensor:
+    """float64 W [N, K] = (value - zero) * scale, exactly (no rounding to the model dtype)."""
+    values, zeros, scales = scaled_weight_terms(weight)
+    return (values - zeros) * scales
+
+
+def random_scaled_weight(layout, n: int, k: int, dtype, seed: int, device="cpu") -> QuantizedLinearWeight:
+    """Uniformly random valid codes (every int8 byte, -128 included; every finite e4m3 pattern;
+    4-bit codes 0..15 with random integer zero points 0..15) and scales of random magnitude,
+    chosen so |W| <~ 2: what the format can hold, beyond what the layout's quantizer writes."""
+    g = torch.Generator().manual_seed(seed)
+    if layout.weight == "int4":
+        codes = torch.randint(0, 16, (n, k), generator=g).to(torch.uint8)
+        scales = torch.exp2(torch.rand(k // layout.group_size, n, generator=g) * 4 - 8)
+        zeros = torch.randint(0, 16, (k // layout.group_size, n), generator=g).to(dtype).to(device)
+    else:
+        allowed = valid_codes("e4m3" if layout.weight == "e4m3" else "uint", 8)
+        codes = allowed[torch.randint(0, allowed.numel(), (n, k), generator=g)]
+        shape = (-(-n // SCALED_BLOCK), k // SCALED_BLOCK) if layout.weight_granularity == "block" else (n,)
+        scales = torch.exp2(torch.rand(*shape, generator=g) * 4 - 12)
+        if layout.weight_granularity == "tensor":
+            scales = scales[:1].expand(n).contiguous()
+        zeros = None
+    return QuantizedLinearWeight(layout.pack(codes).to(device), scales.to(dtype).to(device), zeros, layout,
+                                 (n, k), dtype)
+
+
+def quantize_scaled(w: torch.Tensor, layout) -> QuantizedLinearWeight:
+    """A float weight quantized by the layout's own quantizer (ScaledLayout.quantize)."""
+    packed, scales, zeros = layout.quantize(w)
+    return QuantizedLinearWeight(packed, scales, zeros, layout, tuple(w.shape), w.dtype)
+
+
+def scaled_linear_cases(layout, dtypes=(torch.bfloat16, torch.float16), max_n=300, max_k=300, distribution=None,
+                        weight_distribution=None, bias=None, rows=ACTIVATION_ROWS, big_m: int | None = BIG_M,
+                        device="cpu"):
+    """Strategy: a LinearCase (x, weight, bias) for an activation-quantized `layout`. M from
+    activation_rows(rows, big_m); N any (odd, not a multiple of any tile, across a 128 block); K
+    a multiple of layout.k_multiple() (any K, odd included, when that is 1). With M = big_m, N <= 40
+    and K is one or two multiples (<= 160 when any K goes). x from make_activation, the weight from
+    make_weight quantized by the layout, or random codes (SCALED_WEIGHT_DISTRIBUTIONS)."""
+    st = _st()
+    adists = st.sampled_from(ACTIVATION_DISTRIBUTIONS) if distribution is None else st.just(distribution)
+    wdists = st.sampled_from(SCALED_WEIGHT_DISTRIBUTIONS) if weight_distribution is None else \
+        st.just(weight_distribution)
+    bias_st = st.booleans() if bias is None else st.just(bias)
+    mult = layout.k_multiple()
+
+    @st.composite
+    def build(draw):
+        dtype = draw(st.sampled_from(dtypes))
+        m = draw(activation_rows(rows, big_m))
+        big = big_m is not None and m >= big_m
+        n_max = min(max_n, 40) if big else max_n
+        k_max = (2 * mult if mult > 1 else 160) if big else max(max_k, mult)
+        n = draw(st.one_of(st.integers(1, n_max),
+                           st.sampled_from([v for v in (1, 15, 17, 33, 100, 129, 255) if v <= n_max])))
+        k = draw(st.integers(1, max(1, k_max // mult))) * mult
+        adist, wdist = draw(adists), draw(wdists)
+        seed = draw(st.integers(0, 2**31 - 1))
+        if wdist == "random_codes":
+            qw = random_scaled_weight(layout, n, k, dtype, seed, device)
+        else:
+            qw = quantize_scaled(make_weight((n, k), dtype, wdist, seed, device), layout)
+        x = make_activation((m, k), dtype, adist, seed + 1, device)
+        b = None
+        if draw(bias_st):
+            b = torch.randn(n, generator=torch.Generator().manual_seed(seed + 2)).to(dtype).to(device)
+        return LinearCase(x, qw, b, f"x:{adist}/w:{wdist}")
+    return build()
+
+
+def reference_scaled_activation(x: torch.Tensor, layout) -> torch.Tensor:
+    """float64 [M, K]: the activation the GEMM multiplies, dequantize(quantize(x)) with tqk's
+    run-time quantizer (tqk/quant/activation.py: torch's own casts)."""
+    from .quant.activation import dequantize_activation, quantize_activation
+
+    codes, scales = quantize_activation(x.detach().reshape(-1, x.shape[-1]), layout.act, layout.act_granularity,
+                                        layout.static_scale)
+    return dequantize_activation(codes, scales, layout.act)
+
+
+def reference_scaled_linear(x: torch.Tensor, weight: QuantizedLinearWeight,
+                            bias: torch.Tensor | None = None) -> torch.Tensor:
+    """float64 out [..., N] = dequantize(quantize(x)) @ W.T + bias, W = scaled_dequantize_reference
+    (the documented formula, decoded independently of ScaledLayout.unpack / dequantize)."""
+    layout = _scaled_layout_of(weight)
+    a = reference_scaled_activation(x, layout)
+    out = a @ scaled_dequantize_reference(weight).t()
+    if bias is not None:
+        out = out + bias.detach().double()
+    return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
+def scaled_linear_magnitude(x: torch.Tensor, weight: QuantizedLinearWeight,
+                            bias: torch.Tensor | None = None) -> torch.Tensor:
+    """float64 sum_k |a_k| * |w_k| + |bias| per output (a: the dequantized activation): the scale
+    of a float32 accumulation's rounding errors."""
+    layout = _scaled_layout_of(weight)
+    a = reference_scaled_activation(x, layout).abs()
+    out = a @ scaled_dequantize_reference(weight).abs().t()
+    if bias is not None:
+        out = out + bias.detach().double().abs()
+    return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
+def scaled_float32_roundings(layout, k: int) -> int:
+    """How many float32 roundings (each u32 relative to the magnitude) a correct GEMM may make per
+    output: int8 activations accumulate exactly (int32; exact float32 sums of integers in the
+    interpreter), then a float32 roundings per K step whose scale changes along K (blocks, groups),
+    plus the epilogue (scales, bias); e4m3 products are exact but their float32 sum rounds K times."""
+    fmt = layout.scaled_format()
+    steps = k // fmt.group if fmt.group else 0
+    return 8 + 2 * steps + (k if layout.act == "e4m3" else 0)
+
+
+def assert_close_to_scaled_reference(out: torch.Tensor, x: torch.Tensor, weight: QuantizedLinearWeight,
+                                     bias: torch.Tensor | None = None, msg: str = ""):
+    """Assert an activation-quantized kernel's `out` matches reference_scaled_linear within what a
+    correct kernel can make: u * |ref| (the output's rounding to its dtype; 2u for bfloat16 under
+    Triton's interpreter, which truncates) + scaled_float32_roundings * u32 * magnitude + half a
+    subnormal. For int8 x int8 weights per row or tensor that is the rounding of the result, no more.
+    NaN anywhere in `out` or in the reference fails (test NaN rows on their own)."""
+    ref = reference_scaled_linear(x, weight, bias)
+    if out.shape != ref.shape:
+        raise AssertionError(f"shape {tuple(out.shape)} != reference shape {tuple(ref.shape)} {msg}")
+    dtype = out.dtype
+    mag = scaled_linear_magnitude(x, weight, bias)
+    u, u32 = unit_roundoff(dtype), unit_roundoff(torch.float32)
+    if _interpreter_truncates(dtype, out):
+        u = 2 * u
+    c = scaled_float32_roundings(weight.quant_layout, weight.shape[1])
+    floor = torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps + torch.finfo(torch.float32).smallest_normal * c
+    tol = u * ref.abs() + (1 + 2 * u) * c * u32 * mag + floor
+    err = (out.detach().double() - ref).abs()
+    bad = ~(err <= tol)
+    if bool(bad.any()):
+        i = tuple(int(v) for v in bad.nonzero()[0])
+        finite = bool(torch.isfinite(err[bad]).all())
+        ratio = float((err / tol)[bad].max()) if finite else math.inf
+        raise AssertionError(
+            f"{int(bad.sum())}/{bad.numel()} elements out of tolerance (worst err/tol {ratio:.3g}); first at {i}: "
+            f"out={float(out.double()[i])!r} ref={float(ref[i])!r} tol={float(tol[i]):.3g} {msg}")
