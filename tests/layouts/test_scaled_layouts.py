@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import tqk
 from tqk import testing as T
-from tqk.layouts import LAYOUTS
+from tqk.layouts import LAYOUTS, ScaledLayout
 from tqk.quant.activation import dequantize_activation, quantize_activation
 
 DEVICE = T.default_device()  # CUDA when present; else CPU through the interpreter
@@ -352,3 +352,15 @@ def test_sqnr_floor(config, floor):
     db = T.sqnr(x.double() @ w.double().t(), out)
     assert db >= floor, f"SQNR {db:.2f} dB < {floor} dB for {qw.quant_layout}"
     assert not math.isinf(db)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(act_granularity="block", weight="int4", weight_granularity="group", group_size=64), "group_size=128"),
+    (dict(act_granularity="block", weight="int4", weight_granularity="group", group_size=256), "group_size=128"),
+    (dict(act="e4m3", weight="e4m3", group_size=64), "group_size is for 4-bit weights"),
+])
+def test_layouts_the_gemm_cannot_run_are_refused(kwargs, match):
+    """1x128 activation scales are read once per K step, which is the 4-bit group: only a group of
+    128 lines them up (64 read past the row's scales, 256 used one scale for two blocks)."""
+    with pytest.raises(ValueError, match=match):
+        ScaledLayout(**kwargs)

@@ -58,6 +58,13 @@ class ScaledLayout(Layout):
             # half a group is one dot's K: 8-bit tensor-core dots take K >= 32
             raise ValueError(f"ScaledLayout: 4-bit weights take a group size of 64, 128 or 256, "
                              f"got {self.group_size}")
+        if self.weight != "int4" and self.group_size:
+            raise ValueError(f"ScaledLayout: group_size is for 4-bit weights; {self.weight} weights take "
+                             f"weight_granularity instead (got group_size={self.group_size})")
+        if self.weight == "int4" and self.act_granularity == "block" and self.group_size != BLOCK:
+            # the K step is the group, and the 1x128 activation scale is read once per step
+            raise ValueError(f"ScaledLayout: 1x128 activation blocks with 4-bit weights need group_size={BLOCK}, "
+                             f"got {self.group_size}")
         self.scaled_format()  # operand pairs the GEMM takes (asserts)
 
     def scaled_format(self) -> ScaledFormat:
