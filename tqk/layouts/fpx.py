@@ -29,5 +29,6 @@ class FpxLayout(Layout):
 
     @classmethod
     def examples(cls):
-        return [cls(), cls(ebits=2, mbits=3), cls(ebits=2, mbits=2, group_size=64), cls(ebits=2, mbits=1, group_size=32),
-                cls(ebits=1, mbits=1)]
+        # three formats keep the interpreter's time down: tests/quant/test_fpx.py decodes every code of
+        # every format through the kernels' decode_codes
+        return [cls(), cls(ebits=2, mbits=3, group_size=64), cls(ebits=2, mbits=1, group_size=32)]
