@@ -125,3 +125,16 @@ def assert_close_run(out: torch.Tensor, ref: torch.Tensor, rel: float, msg: str 
     scale = ref.double().abs().max().item()
     err = (out.double() - ref.double()).abs().max().item()
     assert err <= rel * scale, f"max |compiled - eager| = {err:.4g} > {rel} * {scale:.4g} {msg}"
+
+
+def compiled_call_kernels(model: nn.Module, x: torch.Tensor) -> list[str]:
+    """The CUDA kernels one call of torch.compile(model, fullgraph=True) launches (default mode, no
+    CUDA graphs), profiled on the call after the first (which compiles)."""
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        compiled(x)
+        torch.cuda.synchronize()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            compiled(x)
+            torch.cuda.synchronize()
+    return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]

@@ -20,7 +20,8 @@ from torch._dynamo.utils import counters
 
 import tqk
 from tqk.kernels.tuning import select_config
-from tiny_models import assert_close_run, decode, graph_breaks, graphs, quantized_decoder, quantized_mlp
+from tiny_models import (assert_close_run, compiled_call_kernels, decode, graph_breaks, graphs, quantized_decoder,
+                         quantized_mlp)
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -104,10 +105,6 @@ def test_static_kv_cache_decode_every_mode_first_call(name, mode):
     assert_close_run(cache, model.layers[1].v_cache, 2**-5, msg="KV cache written by the compiled model")
 
 
-def _cuda_kernels(prof) -> list[str]:
-    return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-
-
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_one_kernel_per_quantized_linear_under_compile(name):
     """torch.compile's default mode (no CUDA graphs), M = 1: each quantized linear is one kernel
@@ -115,15 +112,7 @@ def test_one_kernel_per_quantized_linear_under_compile(name):
     the step is the 3 tqk kernels and the 2 ReLUs (inductor may fuse a ReLU into nothing else
     here: the tqk kernels are opaque to it)."""
     model = quantized_mlp(DIMS, CONFIGS[name], DT, CUDA)
-    compiled = torch.compile(model, fullgraph=True)
-    x = torch.randn(1, DIMS[0], dtype=DT, device=CUDA)
-    with torch.no_grad():
-        compiled(x)
-        torch.cuda.synchronize()
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-            compiled(x)
-            torch.cuda.synchronize()
-    kernels = _cuda_kernels(prof)
+    kernels = compiled_call_kernels(model, torch.randn(1, DIMS[0], dtype=DT, device=CUDA))
     tqk_kernels = [k for k in kernels if "weight_only" in k]
     assert len(tqk_kernels) == 3, kernels
     assert len(kernels) <= 3 + 2, kernels

@@ -25,7 +25,7 @@ from torch._dynamo.utils import counters
 import tqk
 from gpu.test_compile_gpu import MODES
 from test_activation_configs import CONFIGS, FP8, SQNR_FLOOR, family, scaled_reference
-from tiny_models import assert_close_run, graph_breaks, quantized_mlp
+from tiny_models import assert_close_run, compiled_call_kernels, graph_breaks, quantized_mlp
 from tqk import testing as T
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -52,10 +52,6 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
-def _cuda_kernels(prof) -> list[str]:
-    return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-
-
 @pytest.mark.parametrize("m", [1, 16])
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_at_most_two_kernels_per_linear_under_compile(name, m):
@@ -65,15 +61,7 @@ def test_at_most_two_kernels_per_linear_under_compile(name, m):
     separate cast, amax, memset or copy."""
     _needs_fp8(name)
     model = quantized_mlp(DIMS, CONFIGS[name], DT, CUDA)
-    compiled = torch.compile(model, fullgraph=True)
-    x = torch.randn(m, DIMS[0], dtype=DT, device=CUDA)
-    with torch.no_grad():
-        compiled(x)
-        torch.cuda.synchronize()
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-            compiled(x)
-            torch.cuda.synchronize()
-    kernels = _cuda_kernels(prof)
+    kernels = compiled_call_kernels(model, torch.randn(m, DIMS[0], dtype=DT, device=CUDA))
     gemms = [k for k in kernels if "scaled_mm" in k]
     assert len(gemms) == LINEARS, kernels
     assert len(kernels) <= 2 * LINEARS, kernels
