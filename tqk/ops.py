@@ -11,6 +11,7 @@ the config per call.
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -142,6 +143,7 @@ def quantized_linear(x, packed, scales, zeros, bias, counters, fmt: WeightFormat
 # Activation-quantized linear (8-bit x 8-bit or 4-bit on tensor cores): one op, the activation's
 # quantization (torch ops, which inductor fuses into the kernel before it) then the GEMM
 # ------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)  # eager calls rebuild it from the op's arguments: validate once
 def _scaled_layout(act, weight, act_granularity, weight_granularity, group_size, static_scale, symmetric):
     from .layouts.scaled import ScaledLayout
 
