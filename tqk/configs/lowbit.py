@@ -121,7 +121,7 @@ class IntxWeightOnlyConfig(QuantConfig):
             raise ValueError(f"{name}: mapping_type must be SYMMETRIC or ASYMMETRIC, got {self.mapping_type}")
 
 
-def _asymmetric(weight, bits: int, group: int, use_hqq: bool = False) -> QuantizedLinearWeight:
+def _asymmetric(weight, bits: int, group: int, use_hqq: bool = False, per_row: bool = False) -> QuantizedLinearWeight:
     n, k = weight.shape
     check_group_size(group, k)
     if use_hqq:
@@ -132,7 +132,7 @@ def _asymmetric(weight, bits: int, group: int, use_hqq: bool = False) -> Quantiz
         dtype = torch.uint8 if bits == 8 else getattr(torch, f"uint{bits}")
         scale, zero = choose_qparams_affine_clipped(weight, (1, group), dtype, shrinks=(1.0,), scale_dtype=weight.dtype)
         codes = quantize_affine(weight, (1, group), scale, zero, dtype)
-    layout = AffineLayout(group_size=0 if group == k and group % SPAN else group, nbits=bits)
+    layout = AffineLayout(group_size=0 if per_row else group, nbits=bits)
     scale, zero = (t.to(weight.dtype).reshape(n, -1).t().contiguous() for t in (scale, zero))
     return QuantizedLinearWeight(layout.pack(codes.to(torch.uint8)), scale, zero, layout, (n, k), weight.dtype)
 
@@ -151,16 +151,16 @@ def _uintx_old(weight, config: UIntXWeightOnlyConfig) -> QuantizedLinearWeight:
 def _intx(weight, config: IntxWeightOnlyConfig) -> QuantizedLinearWeight:
     n, k = weight.shape
     bits = _INT[config.weight_dtype]
-    group = config.granularity.group_size if isinstance(config.granularity, PerGroup) else k
+    per_row = not isinstance(config.granularity, PerGroup)
+    group = k if per_row else config.granularity.group_size
     if config.mapping_type == MappingType.ASYMMETRIC:
-        return _asymmetric(weight, bits, group)
+        return _asymmetric(weight, bits, group, per_row=per_row)
     check_group_size(group, k)
     target = torch.int8 if bits == 8 else getattr(torch, f"int{bits}")
     scale, _ = choose_qparams_affine(weight, MappingType.SYMMETRIC, (1, group), target,
                                      eps=torch.finfo(torch.float32).eps, scale_dtype=weight.dtype)
     q = quantize_affine(weight, (1, group), scale, None, target)
     codes = (q.to(torch.int16) + (1 << (bits - 1))).to(torch.uint8)  # offset binary
-    layout = AffineLayout(group_size=group if isinstance(config.granularity, PerGroup) else 0, nbits=bits,
-                          symmetric=True)
+    layout = AffineLayout(group_size=0 if per_row else group, nbits=bits, symmetric=True)
     scale = scale.to(weight.dtype).reshape(n, -1).t().contiguous()
     return QuantizedLinearWeight(layout.pack(codes), scale, None, layout, (n, k), weight.dtype)
