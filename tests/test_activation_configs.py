@@ -35,7 +35,6 @@ from tqk import testing as T
 from tqk.configs import dynamic
 from tqk.configs.base import HANDLERS
 from tqk.layouts.scaled import ScaledLayout
-from tqk.quant.activation import dequantize_activation, quantize_activation
 
 PB = tqk.PerBlock
 BLOCK_PAIR = [PB((1, 128)), PB((128, 128))]
@@ -98,15 +97,9 @@ def scaled_reference(layer: tqk.QuantizedLinear, x: torch.Tensor):
     exact product the GEMM should round once. The activation codes come from tqk's own quantizer
     (tqk/quant/activation.py), so this checks the GEMM and the stored weight, not the choice of
     activation codes (the SQNR floors check those)."""
-    layout = layer.quant_layout
-    x2d = x.reshape(-1, layer.in_features)
-    codes, scales = quantize_activation(x2d, layout.act, layout.act_granularity, layout.static_scale)
-    xq = dequantize_activation(codes, scales, layout.act)
-    w = layout.dequantize(layer.packed, layer.scales, layer.zeros, layer.in_features, torch.float64)
-    out = xq @ w.t()
-    if layer.bias is not None:
-        out = out + layer.bias.detach().double()
-    return out.reshape(*x.shape[:-1], layer.out_features), xq.reshape(x.shape), w
+    xq = T.reference_scaled_activation(x, layer.quant_layout)
+    return T.reference_scaled_linear(x, layer.weight, layer.bias), xq.reshape(x.shape), \
+        T.scaled_dequantize_reference(layer.weight)
 
 
 def assert_layer_exact(layer, x, msg=""):
