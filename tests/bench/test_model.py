@@ -159,3 +159,29 @@ def test_prefill_mode_and_an_activation_quantized_config(tmp_path):
                                                          ("tqk-int8dq", "2")]
     assert all(float(r["prefill_ms"]) > 0 for r in rows if r["batch"] == "1")
     assert all(r["prefill_ms"] in ("", "nan") for r in rows if r["batch"] == "2")
+
+
+def test_warm_compile_fills_the_cache_the_timed_run_hits():
+    """warm_config compiles the graph a timed run compiles (same model, shapes, strides and mode), so
+    the timed run's compile is an FX-graph cache hit: that is all the warm phase is for."""
+    from torch._dynamo.utils import counters
+    p = _params(modes=["default"], batches=[1], config="bf16")
+    assert mb.warm_config(p) == {}
+    model = build_model(ModelArgs(**p["model"]), torch.device("cpu"), seed=p["seed"])
+    model.setup_caches(1, mb._cache_len(p, True))
+    counters.clear()
+    compiled, prompt, pos = mb._compiled_and_prompt(model, "default", 1, p)
+    with torch.no_grad():
+        compiled(prompt[0], pos)
+    assert counters["inductor"]["fxgraph_cache_hit"] >= 1 and not counters["inductor"]["fxgraph_cache_miss"], \
+        dict(counters["inductor"])
+
+
+def test_warm_phase_runs_every_config_in_parallel_children():
+    """run(warm_jobs=2): one warm child per config before the timed ones; failures are logged, and
+    the timed rows are the same as without it."""
+    logs = []
+    rows = mb.run(_params(), ["bf16", "tqk-int8"], time_budget_s=300, log=logs.append, warm_jobs=2)
+    assert [r.config for r in rows] == ["bf16", "tqk-int8"] and all(r.wall_ms["eager"] > 0 for r in rows)
+    assert any("warm compiles of 2 configs, 2 at a time" in line for line in logs), logs
+    assert not any(line.startswith("  warm ") for line in logs), logs

@@ -43,33 +43,42 @@ def _kill_group(proc: subprocess.Popen):
         pass
 
 
+class Child:
+    """A started child: finish(timeout) waits for it, kills its group and returns what it reported."""
+
+    def __init__(self, target: str, args: dict, path: str):
+        self.spec, self.result = path + ".spec.json", path + ".result.json"
+        if os.path.exists(self.result):
+            os.remove(self.result)
+        _write_json(self.spec, {"target": target, "args": args, "result": self.result})
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(x for x in (_ROOT, env.get("PYTHONPATH")) if x)  # this tqk, not another
+        self.proc = subprocess.Popen([sys.executable, "-m", "tqk.bench.isolate", self.spec], stdin=subprocess.DEVNULL,
+                                     env=env, start_new_session=True)
+
+    def finish(self, timeout: Optional[float]) -> tuple[object, str]:
+        status = ""
+        try:
+            rc = self.proc.wait(timeout=timeout)
+            if rc != 0:
+                status = f"exited with code {rc}"
+        except subprocess.TimeoutExpired:
+            status = f"timed out after {timeout:.0f} s"
+        finally:  # also on KeyboardInterrupt; a stray grandchild goes with the group
+            _kill_group(self.proc)
+            self.proc.wait()
+        data = _read_json(self.result) or {}
+        if not status and not data.get("done"):
+            status = "exited without a result"
+        return data.get("value"), status
+
+
 def run_child(target: str, args: dict, path: str, timeout: Optional[float]) -> tuple[object, str]:
     """Call target(args, report) ("module:function") in a fresh Python, killed with its process group
     after `timeout` seconds. Returns (what it last passed to report() or returned, status): status is
     "" when it returned, else "timed out after N s" or "exited with code N". The child's output goes
     to this process's stdout and stderr; `path` is the prefix of its spec and result files."""
-    spec, result = path + ".spec.json", path + ".result.json"
-    if os.path.exists(result):
-        os.remove(result)
-    _write_json(spec, {"target": target, "args": args, "result": result})
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(x for x in (_ROOT, env.get("PYTHONPATH")) if x)  # this tqk, not another
-    proc = subprocess.Popen([sys.executable, "-m", "tqk.bench.isolate", spec], stdin=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
-    status = ""
-    try:
-        rc = proc.wait(timeout=timeout)
-        if rc != 0:
-            status = f"exited with code {rc}"
-    except subprocess.TimeoutExpired:
-        status = f"timed out after {timeout:.0f} s"
-    finally:  # also on KeyboardInterrupt; a stray grandchild goes with the group
-        _kill_group(proc)
-        proc.wait()
-    data = _read_json(result) or {}
-    if not status and not data.get("done"):
-        status = "exited without a result"
-    return data.get("value"), status
+    return Child(target, args, path).finish(timeout)
 
 
 def _child(spec_path: str) -> int:

@@ -35,6 +35,11 @@ model's first. Then `repeats` loops of `gen` greedy steps are timed. Tokens and 
 on the device (pos += 1), so the loop never syncs: a position made from a Python int would be
 a copy from pageable memory, and that synchronizes every step.
 
+Warm compiles: on CUDA, every config is first compiled at each batch size and mode, untimed, in
+parallel processes (--warm-jobs, warm_config); the timed runs, one at a time, then compile from
+inductor's on-disk caches. Compiling is most of the run's time, and no timed loop runs beside a
+compile.
+
 Bounded: configs run bf16 first (the reference), tqk's next, the peers last, each in a fresh
 process (tqk.bench.isolate), killed at its timeout (config_timeout: the time left of
 --time-budget less a reserve for each config after it), keeping the rows it finished. Inside, a
@@ -53,6 +58,7 @@ import platform
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -154,12 +160,9 @@ def _run_prefill(model, row: Row, p: dict):
     row.wall_ms["prefill"], row.cpu_ms["prefill"] = wall * 1e3, cpu * 1e3
 
 
-def _run_mode(model, mode: str, row: Row, p: dict, accuracy: bool):
-    """Compile for `mode`, teacher-force the prompt through the compiled model (its first calls),
-    time the decode loop, and for "default" on a GPU the CUDA-graph floor. Returns the teacher-forced
-    logits [B, acc_len, V] (float, on the CPU) when `accuracy`, else None."""
-    if mode == "prefill":
-        return _run_prefill(model, row, p)
+def _compiled_and_prompt(model, mode: str, batch: int, p: dict):
+    """A fresh torch.compile of model for `mode`, the teacher-forced prompt [acc_len, batch, 1] and
+    the position tensor: what every run (and warm_config) starts from, so all compile the same graph."""
     dev = torch.device(p["device"])
     torch._dynamo.reset()
     compiled = model if mode == "eager" else torch.compile(
@@ -167,8 +170,24 @@ def _run_mode(model, mode: str, row: Row, p: dict, accuracy: bool):
     g = torch.Generator(device="cpu").manual_seed(p["seed"] + 1)
     # prompt[i]: the batch's i-th tokens [B, 1], with the strides of argmax's output (another stride
     # is a guard failure: a recompile in the timed loop)
-    prompt = torch.randint(0, model.a.vocab, (p["acc_len"], row.batch, 1), generator=g).to(dev)
-    pos = torch.zeros(1, dtype=torch.long, device=dev)
+    prompt = torch.randint(0, model.a.vocab, (p["acc_len"], batch, 1), generator=g).to(dev)
+    return compiled, prompt, torch.zeros(1, dtype=torch.long, device=dev)
+
+
+def _cache_len(p: dict, first_batch: bool) -> int:
+    """The static KV cache's length: the prompt, every timed step and, at the first batch size, a prefill."""
+    return max(p["acc_len"] + p["repeats"] * p["gen"] + 1,
+               p["prefill"] if "prefill" in p["modes"] and first_batch else 0)
+
+
+def _run_mode(model, mode: str, row: Row, p: dict, accuracy: bool):
+    """Compile for `mode`, teacher-force the prompt through the compiled model (its first calls),
+    time the decode loop, and for "default" on a GPU the CUDA-graph floor. Returns the teacher-forced
+    logits [B, acc_len, V] (float, on the CPU) when `accuracy`, else None."""
+    if mode == "prefill":
+        return _run_prefill(model, row, p)
+    dev = torch.device(p["device"])
+    compiled, prompt, pos = _compiled_and_prompt(model, mode, row.batch, p)
     logits = []
     skips = counters["inductor"]["cudagraph_skips"]
     with torch.no_grad():  # not inference_mode: the gpt-fast form that compile + CUDA graphs expect
@@ -236,8 +255,7 @@ def measure_config(p: dict, report=lambda rows: None) -> list[dict]:
     for r in rows:
         r.weight_mib = wbytes / 2**20
         r.notes += [note] if note else []
-        model.setup_caches(r.batch, max(p["acc_len"] + p["repeats"] * p["gen"] + 1,
-                                        p["prefill"] if "prefill" in p["modes"] and r is rows[0] else 0))
+        model.setup_caches(r.batch, _cache_len(p, r is rows[0]))
         if p["bandwidth"]:
             r.ideal_ms = (wbytes + kv_cache_bytes(model)) / p["bandwidth"] * 1e3
         for mode in p["modes"]:
@@ -247,7 +265,7 @@ def measure_config(p: dict, report=lambda rows: None) -> list[dict]:
             if left < took.get(mode, last):
                 r.notes.append(f"{mode}: skipped, {max(left, 0):.0f} s left (time budget)")
                 continue
-            t0 = time.time()
+            t0, hits = time.time(), _cache_counts()
             print(f"    {p['config']} batch {r.batch} {MODES.get(mode, mode)}", flush=True)
             try:
                 logits = _run_mode(model, mode, r, p, accuracy=need_accuracy and r is rows[0])
@@ -257,10 +275,40 @@ def measure_config(p: dict, report=lambda rows: None) -> list[dict]:
             except Exception as e:  # noqa: BLE001 - one mode failing must not end the config
                 r.notes.append(f"{mode}: {_error(e)}")
             took[mode] = last = time.time() - t0
+            hits = {k: v - hits.get(k, 0) for k, v in _cache_counts().items() if v - hits.get(k, 0)}
             print(f"      {took[mode]:.0f} s: {r.wall_ms.get(mode, math.nan):.3f} ms/step, "
-                  f"cpu {r.cpu_ms.get(mode, math.nan):.3f}, floor {r.floor_ms:.3f}", flush=True)
+                  f"cpu {r.cpu_ms.get(mode, math.nan):.3f}, floor {r.floor_ms:.3f}; caches {hits}", flush=True)
             emit()
     return emit()
+
+
+def _cache_counts() -> dict:
+    """inductor's FX-graph and AOTAutograd cache hits and misses so far (how much a warm run saved)."""
+    return {k: v for k, v in counters["inductor"].items() if k.startswith(("fxgraph_cache", "aot_autograd_cache"))}
+
+
+def warm_config(p: dict, report=lambda value: None) -> dict:
+    """Compile config p["config"] once for every batch size and mode of the run, untimed: the first
+    compiled call fills the on-disk caches (inductor's FX graphs, AOTAutograd's, Triton's kernels)
+    that the timed run's compiles of the same graphs then hit. Nothing is measured; returns what
+    failed, by batch and mode."""
+    dev = torch.device(p["device"])
+    failed = {}
+    model = build_model(ModelArgs(**p["model"]), dev, seed=p["seed"])
+    apply_config(model, p["config"])
+    for i, batch in enumerate(p["batches"]):
+        model.setup_caches(batch, _cache_len(p, i == 0))
+        for mode in p["modes"]:
+            if mode in ("eager", "prefill"):
+                continue
+            try:
+                compiled, prompt, pos = _compiled_and_prompt(model, mode, batch, p)
+                with torch.no_grad():
+                    compiled(prompt[0], pos)
+            except Exception as e:  # noqa: BLE001 - the timed run reports it
+                failed[f"{batch} {mode}"] = _error(e)
+            report(failed)
+    return failed
 
 
 # ----------------------------------------------------------------------------- the run
@@ -281,16 +329,45 @@ def config_timeout(left: float, after: int) -> float:
     return max(left - RESERVE_S * after, left / (after + 1))
 
 
-def run(params: dict, configs, *, time_budget_s: float, isolated: bool = True, on_rows=None, log=print) -> list[Row]:
+WARM_SHARE = 0.3  # of the time budget, at most, for the warm compiles
+
+
+def warm(params: dict, configs, work: str, jobs: int, timeout: float, log=print):
+    """warm_config for every config, `jobs` processes at a time, all within `timeout` seconds. The
+    timed runs then compile from the caches one after another, and no compile runs beside a timed
+    loop: the two phases never overlap."""
+    t0 = time.time()
+
+    def one(name):
+        left = timeout - (time.time() - t0)
+        if left < 1:
+            return name, None, "time budget"
+        got, status = isolate.run_child("tqk.bench.model:warm_config", dict(params, config=name),
+                                        os.path.join(work, f"warm-{name}"), left)
+        return name, got, status
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for name, failed, status in pool.map(one, configs):
+            if status or failed:
+                log(f"  warm {name}: {status or failed}")
+    log(f"[{time.time() - t0:4.0f} s] warm compiles of {len(configs)} configs, {jobs} at a time")
+
+
+def run(params: dict, configs, *, time_budget_s: float, isolated: bool = True, on_rows=None, log=print,
+        warm_jobs: int = 0) -> list[Row]:
     """Measure every config (order_configs order); on_rows(all rows so far) after each. params: the
     JSON-able part of measure_config's dict (model, device, batches, modes, acc_len, gen, repeats,
-    seed, bandwidth)."""
+    seed, bandwidth). warm_jobs > 0 (isolated runs only): first compile every config in that many
+    parallel processes (warm), so the timed runs' compiles hit the caches."""
     t_start = time.time()
     configs = order_configs(configs)
     why_not = {n: unavailable(n, params["device"]) for n in configs}
     work = tempfile.mkdtemp(prefix="tqk-bench-model-")
     rows: list[Row] = []
     try:
+        if warm_jobs > 0 and isolated:
+            warm(params, [n for n in configs if not why_not[n]], work, warm_jobs,
+                 timeout=WARM_SHARE * time_budget_s, log=log)
         for name in configs:
             after = sum(1 for n in configs[configs.index(name) + 1:] if not why_not[n])
             share = config_timeout(time_budget_s - (time.time() - t_start), after)
@@ -389,6 +466,9 @@ def add_args(p: argparse.ArgumentParser):
     p.add_argument("--repeats", type=int, default=None, help="timed loops per run, median (default 3; tiny: 1)")
     p.add_argument("--time-budget", type=float, default=540.0, help="seconds for all configs (default %(default)s)")
     p.add_argument("--no-isolate", dest="isolate", action="store_false", help="every config in this process (no kill)")
+    p.add_argument("--warm-jobs", type=int, default=None,
+                   help="parallel processes that compile every config first, untimed, so the timed runs hit "
+                        "the compile caches (default 8 on CUDA, 0 on a CPU; 0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench_out/model")
 
@@ -427,11 +507,13 @@ def main(args) -> int:
             json.dump(dict(params, gpu=gpu, torch=torch.__version__, triton=triton.__version__,
                            memory_kernel=bw_kernel, finished=finished,
                            elapsed_s=round(time.time() - t0, 1), time_budget_s=args.time_budget,
-                           configs=order_configs(args.configs.split(",")), isolated=args.isolate), fh, indent=1)
+                           configs=order_configs(args.configs.split(",")), isolated=args.isolate,
+                           warm_jobs=args.warm_jobs), fh, indent=1)
         return table
 
+    warm_jobs = args.warm_jobs if args.warm_jobs is not None else (8 if device.type == "cuda" else 0)
     rows = run(params, args.configs.split(","), time_budget_s=args.time_budget, isolated=args.isolate,
-               on_rows=lambda rs: save(rs, finished=False))
+               on_rows=lambda rs: save(rs, finished=False), warm_jobs=warm_jobs)
     table = save(rows, finished=True)
     print(f"\ntook {time.time() - t0:.0f} s; wrote {args.out}/model_results.csv, model_table.txt, model_meta.json\n")
     print(table)
