@@ -132,3 +132,22 @@ def test_tqk_methods_through_interpreter():
         assert out.shape == ref.shape
         assert sqnr_db(ref, out) > floor, name
         assert 0 < prep.weight_bytes < 64 * 128 * 2, name
+
+
+def test_compiled_is_static_and_one_per_method_and_shape(monkeypatch):
+    """The act-quant methods compile with static shapes (dynamic=False, as a compiled model runs), once
+    per (method, N, K), each its own copy of the function: dynamo caches and counts recompiles per code
+    object, so sharing one function across shapes hit recompile_limit and fell back to eager."""
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: seen.append((fn, kw)) or fn)
+    monkeypatch.setattr(M, "_COMPILED", {})
+    a = M._compiled("m", (64, 128), M._linear_core, True)
+    assert M._compiled("m", (64, 128), M._linear_core, True) is a
+    b = M._compiled("m", (128, 64), M._linear_core, True)
+    c = M._compiled("other", (64, 128), M._linear_core, True)
+    assert len({id(a), id(b), id(c)}) == 3 and len(seen) == 3
+    assert all(kw == {"dynamic": False} for _, kw in seen)
+    codes = [fn.__code__ for fn, _ in seen]
+    assert len(set(map(id, codes))) == 3 and M._linear_core.__code__ not in codes
+    w, x = _wx()
+    assert torch.equal(a(x, w, None), F.linear(x, w))  # the copy computes what the function does

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
+import types
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -111,16 +113,21 @@ def _set_dynamo_limits():
 
 
 class _Compiled:
-    """torch.compile(fn, dynamic=True), shared by all weight copies (tensors are arguments, so
-    one compilation serves every copy). The first failure falls back to eager for good."""
+    """torch.compile(fn, dynamic=False): static shapes, as in a compiled model, one graph per M. Made
+    once per (method, N, K) and shared by that shape's weight copies (tensors are arguments, so one
+    graph serves every copy). The first failure falls back to eager for good.
 
-    def __init__(self, fn, enabled: bool):
+    Each instance compiles its own copy of fn (own code object): dynamo keys its cache, and counts
+    recompiles against recompile_limit, per code object, so methods and shapes sharing one function
+    would share one cache and, past the limit, run eagerly (the sweep printed exactly that)."""
+
+    def __init__(self, fn, enabled: bool, tag: str = ""):
         self.fn = fn
         self.error = ""
         self.compiled = None
         if enabled:
             _set_dynamo_limits()
-            self.compiled = torch.compile(fn, dynamic=True)
+            self.compiled = torch.compile(_own_code(fn, tag), dynamic=False)
 
     def __call__(self, *args):
         if self.compiled is not None:
@@ -132,13 +139,22 @@ class _Compiled:
         return self.fn(*args)
 
 
+def _own_code(fn, tag: str):
+    """fn with a code object of its own (named after tag), so dynamo caches its graphs apart."""
+    if not tag:
+        return fn
+    code = fn.__code__.replace(co_name=f"{fn.__name__}__{re.sub(r'[^0-9A-Za-z_]', '_', tag)}")
+    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+
+
 _COMPILED: dict[tuple, _Compiled] = {}
 
 
-def _compiled(key: str, fn, enabled: bool) -> _Compiled:
-    k = (key, enabled)
+def _compiled(key: str, shape: tuple, fn, enabled: bool) -> _Compiled:
+    """The compiled fn for one method at one weight shape (N, K): static shapes, so a graph per M."""
+    k = (key, tuple(shape), enabled)
     if k not in _COMPILED:
-        _COMPILED[k] = _Compiled(fn, enabled)
+        _COMPILED[k] = _Compiled(fn, enabled, tag=f"{key}_{'x'.join(map(str, shape))}")
     return _COMPILED[k]
 
 
@@ -170,6 +186,10 @@ def quant_int4_asym(w: torch.Tensor, group_size: int):
     scale = ((wmax - wmin) / 15.0).clamp(min=1e-8)
     q = torch.round((wg - wmin) / scale).clamp(0, 15).to(torch.int32).reshape(N, K)
     return q, scale.squeeze(-1), wmin.squeeze(-1)
+
+
+def _linear_core(x, w, b):
+    return F.linear(x, w, b)
 
 
 def _with_bias(out, bias):
@@ -238,7 +258,7 @@ def _tqk_prepared(qw, b, opts=None) -> Prepared:
         return Prepared(lambda x: F.linear(x, qw, b), tensor_bytes(qw), copy=lambda: _tqk_prepared(qw.clone(), b))
     # activation-quantized: compiled like the _scaled_mm peer, so the activation's quantization is one
     # fused kernel as in a compiled model (eagerly it is several torch ops)
-    comp = _compiled(f"tqk-{qw.quant_layout}", F.linear, opts.compile and qw.is_cuda)
+    comp = _compiled(f"tqk-{qw.quant_layout}", tuple(qw.shape), _linear_core, opts.compile and qw.is_cuda)
     return Prepared(lambda x: comp(x, qw, b), tensor_bytes(qw), note="act quant timed", compiled=comp,
                     copy=lambda: _tqk_prepared(qw.clone(), b, opts))
 
@@ -286,7 +306,7 @@ def _rowwise_peer(w, b, opts, *, name: str, multiple: int, quant, core, note: st
     wq, ws = quant(w)
     ws_row = ws.reshape(1, N).contiguous()
     wq_t = wq.t()
-    comp = _compiled(name.lstrip("_"), core, opts.compile and w.is_cuda)
+    comp = _compiled(name.lstrip("_"), (N, K), core, opts.compile and w.is_cuda)
     return Prepared(lambda x: comp(x, wq_t, ws_row, b), tensor_bytes(wq) + tensor_bytes(ws_row), note=note,
                     compiled=comp)
 
@@ -374,10 +394,6 @@ def _torchao_check(kind: str):
     return check
 
 
-def _linear_core(x, w, b):
-    return F.linear(x, w, b)
-
-
 def _torchao_factory(kind: str):
     def factory(w, b, opts):
         from torchao.quantization import quantize_
@@ -393,7 +409,7 @@ def _torchao_factory(kind: str):
         except (NotImplementedError, AssertionError, ValueError, RuntimeError) as e:
             raise Unsupported(f"torchao {kind}: {type(e).__name__}: {e}") from e
         qw, qb = lin.weight, lin.bias
-        comp = _compiled(f"torchao-{kind}", _linear_core, opts.compile and w.is_cuda)
+        comp = _compiled(f"torchao-{kind}", (N, K), _linear_core, opts.compile and w.is_cuda)
         return Prepared(lambda x: comp(x, qw, qb), tensor_bytes(qw),
                         note="torch.compile" if opts.compile else "eager", compiled=comp)
     return factory
