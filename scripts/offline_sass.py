@@ -3,7 +3,7 @@ their SASS, so a change to a kernel body can be checked (same code, or how much 
 machine. Prints one line per case (a digest of its SASS: the same digest before and after a change
 means the same code); with OUTDIR, writes each case's ptx and sass there.
 
-    TRITON_INTERPRET=0 python scripts/offline_sass.py [OUTDIR]
+    TRITON_INTERPRET=0 [ONLY=substring] python scripts/offline_sass.py [OUTDIR]
 """
 import collections
 import hashlib
@@ -42,14 +42,16 @@ def build(kernel, fmt, **switches):
                    options=dict(num_warps=warps, num_stages=2))
 
 
-def build_scaled(layout: ScaledLayout, block_m: int, block_n: int, num_warps: int):
-    """The activation-quantized GEMM for one ScaledLayout (a *MMA / *GMMA count shows the tensor cores)."""
+def build_scaled(layout: ScaledLayout, block_m: int, block_n: int, num_warps: int, prologue: bool = False):
+    """The activation-quantized GEMM for one ScaledLayout (a *MMA / *GMMA count shows the tensor cores);
+    prologue: reading bf16 activations and quantizing them itself."""
     fmt, kernel = layout.scaled_format(), sm.scaled_mm_kernel
-    pointers = {"a_ptr": "*i8" if fmt.act == "int8" else "*u8", "a_scale_ptr": "*fp32",
+    codes = "*i8" if fmt.act == "int8" else "*u8"
+    pointers = {"a_ptr": "*bf16" if prologue else codes, "a_scale_ptr": "*fp32",
                 "w_ptr": "*i8" if fmt.weight == "int8" else "*u8", "w_scale_ptr": "*bf16", "w_zero_ptr": "*bf16",
                 "bias_ptr": "*bf16", "out_ptr": "*bf16"}
     consts = dict(ACT=fmt.act, WEIGHT=fmt.weight, A_SCALE=fmt.a_scale, W_SCALE=fmt.w_scale, HAS_BIAS=True,
-                  DOT_F32=False, EVEN_K=True, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=fmt.group or 128, GROUP_M=8)
+                  QUANTIZE_A=prologue, DOT_F32=False, EVEN_K=True, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=fmt.group or 128, GROUP_M=8)
     sig = {name: pointers.get(name, "constexpr" if name in consts else "i32") for name in kernel.arg_names}
     attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(kernel.arg_names)
              if sig[name] != "constexpr" and name != "M"}
@@ -89,14 +91,19 @@ def all_cases():
         yield name, lambda: build(kernel, fmt, **switches)
     for i, layout in enumerate(ScaledLayout.examples()):
         f = layout.scaled_format()
-        for bm, bn, warps in ((16, 64, 4), (128, 128, 8)):
-            name = f"scaled{i}_{f.act}x{f.weight}_{f.a_scale}_{f.w_scale}{f.group or ''}_{bm}x{bn}"
-            yield name, lambda: build_scaled(layout, bm, bn, warps)
+        for bm, bn, warps, prologue in ((16, 64, 4, False), (128, 128, 8, False), (16, 64, 4, True),
+                                        (128, 128, 8, True)):
+            name = f"scaled{i}_{f.act}x{f.weight}_{f.a_scale}_{f.w_scale}{f.group or ''}_{bm}x{bn}" + \
+                ("_prologue" if prologue else "")
+            yield name, lambda: build_scaled(layout, bm, bn, warps, prologue)
 
 
 if __name__ == "__main__":
     out_dir = sys.argv[1] if len(sys.argv) > 1 else None
+    only = os.environ.get("ONLY", "")  # a substring of the case names to build
     for name, make in all_cases():
+        if only not in name:
+            continue
         compiled = make()
         sass = get_sass(compiled.asm["cubin"])  # the cuobjdump that ships with Triton
         compiled.asm["sass"] = sass

@@ -19,9 +19,9 @@ from torch.library import wrap_triton
 
 from .kernels import reference
 from .kernels.tuning import select_config
-from .kernels.scaled_mm import launch_scaled_mm
+from .kernels.scaled_mm import launch_scaled_mm, quantize_in_prologue, scaled_config
 from .kernels.weight_only import WeightFormat, interpreting, launch_weight_only
-from .quant.activation import quantize_activation
+from .quant.activation import activation_scales, quantize_activation
 
 ACTIVATION_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
@@ -144,27 +144,38 @@ def quantized_linear(x, packed, scales, zeros, bias, counters, fmt: WeightFormat
 # quantization (torch ops, which inductor fuses into the kernel before it) then the GEMM
 # ------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)  # eager calls rebuild it from the op's arguments: validate once
-def _scaled_layout(act, weight, act_granularity, weight_granularity, group_size, static_scale, symmetric):
+def _scaled_layout(act, weight, act_granularity, weight_granularity, group_size, static_scale, symmetric, act_quant):
     from .layouts.scaled import ScaledLayout
 
     return ScaledLayout(group_size=group_size, act=act, weight=weight, act_granularity=act_granularity,
-                        weight_granularity=weight_granularity, static_scale=static_scale, symmetric=symmetric)
+                        weight_granularity=weight_granularity, static_scale=static_scale, symmetric=symmetric,
+                        act_quant=act_quant)
 
 
 def _scaled_linear(
     x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
     bias: Optional[torch.Tensor], act: str, weight: str, act_granularity: str, weight_granularity: str,
-    group_size: int, static_scale: float, symmetric: bool, out_features: int, in_features: int,
+    group_size: int, static_scale: float, symmetric: bool, act_quant: str, out_features: int, in_features: int,
 ) -> torch.Tensor:
-    """out[..., N] = quantize(x)[..., K] @ W_codes.T * scales + bias (tqk/kernels/scaled_mm.py)."""
-    layout = _scaled_layout(act, weight, act_granularity, weight_granularity, group_size, static_scale, symmetric)
+    """out[..., N] = quantize(x)[..., K] @ W_codes.T * scales + bias (tqk/kernels/scaled_mm.py): the
+    activation's scales (and, on the codes path, its codes) in torch ops, then the GEMM."""
+    layout = _scaled_layout(act, weight, act_granularity, weight_granularity, group_size, static_scale, symmetric,
+                            act_quant)
+    fmt = layout.scaled_format()
     x2d = x.reshape(-1, in_features)
     m = x2d.shape[0]
     if not isinstance(m, torch.SymInt) and m == 0:
         return x.new_empty(*x.shape[:-1], out_features)
-    codes, a_scales = quantize_activation(x2d, act, act_granularity, static_scale)
-    out = launch_scaled_mm(codes, a_scales, packed, scales, zeros, bias, layout.scaled_format(), out_features,
-                           in_features, x.dtype, interpreting(), wrap=_WRAP)
+    config_m = _config_m(m)
+    prologue = quantize_in_prologue(act_quant, fmt.a_scale, config_m)
+    if prologue:  # the GEMM reads x itself
+        a = x2d if x2d.stride(-1) == 1 else x2d.contiguous()
+        a_scales = activation_scales(a, act, act_granularity, static_scale)
+    else:
+        a, a_scales = quantize_activation(x2d, act, act_granularity, static_scale)
+    config = scaled_config(fmt, config_m, out_features, in_features, interpreting())
+    out = launch_scaled_mm(a, a_scales, packed, scales, zeros, bias, fmt, out_features, in_features, x.dtype,
+                           config, prologue, interpreting(), wrap=_WRAP)
     return out.reshape(*x.shape[:-1], out_features)
 
 
@@ -173,7 +184,7 @@ if interpreting():
 
     @scaled_linear.register_fake
     def _(x, packed, scales, zeros, bias, act, weight, act_granularity, weight_granularity, group_size,
-          static_scale, symmetric, out_features, in_features):
+          static_scale, symmetric, act_quant, out_features, in_features):
         return x.new_empty(*x.shape[:-1], out_features)
 else:
     scaled_linear = torch.library.triton_op("tqk::scaled_linear", mutates_args=())(_scaled_linear)
@@ -194,7 +205,7 @@ def _scaled_backward(ctx, grad):
         grad_x = grad @ ctx.layout.dequantize(packed, scales, zeros, ctx.in_features, ctx.x_dtype)
     if ctx.has_bias and ctx.needs_input_grad[4]:
         grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0)
-    return (grad_x, None, None, None, grad_bias) + (None,) * 9
+    return (grad_x, None, None, None, grad_bias) + (None,) * 10
 
 
 scaled_linear.register_autograd(_scaled_backward, setup_context=_scaled_setup_context)
@@ -207,4 +218,4 @@ def scaled_linear_checked(x, packed, scales, zeros, bias, layout, *, dtype: torc
                         out_features=out_features)
     return scaled_linear(x, packed, scales, zeros, bias, layout.act, layout.weight, layout.act_granularity,
                          layout.weight_granularity, layout.group_size, layout.static_scale, layout.symmetric,
-                         out_features, in_features)
+                         layout.act_quant, out_features, in_features)

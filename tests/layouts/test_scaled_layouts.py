@@ -7,6 +7,7 @@ multiplied in float64 with the activation as tqk's run-time quantizer leaves it 
 The kernel runs through the public path, QuantizedLinearWeight.linear / F.linear."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 import tqk
 from tqk import testing as T
+from tqk.kernels.scaled_mm import PROLOGUE_MAX_M, quantize_in_prologue
 from tqk.layouts import LAYOUTS, ScaledLayout
 from tqk.quant.activation import dequantize_activation, quantize_activation
 
@@ -136,7 +138,7 @@ def _half_step(values, kind):
 def _rounding_excess(target, got, kind, lo, hi):
     """(|got - target| beyond what round-to-nearest then clamp to [lo, hi] allows, the clamp
     distance). Allowed: half a grid step, or, where the target lies outside [lo, hi], the distance
-    to the bound it clamps to; plus the quantizer's float32 division (u32 relative)."""
+    to the bound it clamps to; plus the quantizer's float32 reciprocal and product (u32 relative each)."""
     clamped = target.clamp(lo, hi)
     dist = (target - clamped).abs()
     allowed = torch.maximum(_half_step(clamped, kind), dist) + 4 * T.unit_roundoff(torch.float32) * target.abs()
@@ -322,6 +324,72 @@ def test_nan_row_stays_in_its_row(layout, data, dtype):
     tol = u * ref.abs() + 2 * c * T.unit_roundoff(torch.float32) * mag + torch.finfo(dtype).smallest_normal
     err = (out[others].double() - ref).abs()
     assert bool((err <= tol).all()), f"other rows off: worst err/tol {float((err / tol).max()):.3g}"
+
+
+# ------------------------------------------------------------------------------------------
+# The two ways into the GEMM: quantized in its prologue, or codes written by torch ops first
+# ------------------------------------------------------------------------------------------
+def _forced(qw, act_quant):
+    layout = dataclasses.replace(qw.quant_layout, act_quant=act_quant)
+    return tqk.QuantizedLinearWeight(qw.packed, qw.scales, qw.zeros, layout, tuple(qw.shape), qw.dtype)
+
+
+def _mixed_rows(m, k, dtype, seed):
+    """[m, k]: row i from ACTIVATION_DISTRIBUTIONS[i % 4] (normal, zero rows and blocks, an outlier,
+    near saturation), so one call holds all of them (and, per tensor, one scale spans them)."""
+    parts = [T.make_activation((m, k), dtype, d, seed + i) for i, d in enumerate(T.ACTIVATION_DISTRIBUTIONS)]
+    return torch.stack([parts[i % len(parts)][i] for i in range(m)]).to(DEVICE)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # numpy's Inf * 0 (interpreter)
+@pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
+def test_prologue_and_codes_paths_agree_and_match_reference(layout):
+    """ScaledLayout.act_quant forces either path (tqk.kernels.scaled_mm.quantize_in_prologue): the
+    float activation quantized tile by tile in the GEMM's prologue (per tensor: each program takes
+    the largest finite row scale itself), or codes written by torch ops. At M = 1 (each distribution
+    alone: a zero row is then a zero tensor), 7 and 33 (the distributions mixed): both within the
+    float64 reference's bound, bit for bit equal (the prologue writes the codes the torch ops write),
+    zero rows exactly the bias. A NaN row and an Inf row: those output rows non-finite in both paths,
+    the others finite, equal, and what they are without the bad rows."""
+    k = _k_for(layout, 2)
+    n, dtype = 37, torch.bfloat16
+    qw = _weight_for(layout, n, k, dtype, "normal", 5)
+    b = torch.randn(n, generator=torch.Generator().manual_seed(1)).to(dtype).to(DEVICE)
+    paths = {aq: _forced(qw, aq) for aq in ("prologue", "codes")}
+    cases = [T.make_activation((1, k), dtype, d, 7).to(DEVICE) for d in T.ACTIVATION_DISTRIBUTIONS]
+    cases += [_mixed_rows(7, k, dtype, 11), _mixed_rows(33, k, dtype, 13)]
+    for x in cases:
+        outs = {aq: w.linear(x, b) for aq, w in paths.items()}
+        for aq, out in outs.items():
+            T.assert_close_to_scaled_reference(out, x, paths[aq], b, msg=f"{aq} M={x.shape[0]}")
+            zero = (x == 0).all(-1)
+            assert torch.equal(out[zero], b.expand(int(zero.sum()), n)), f"{aq}: a zero row is not the bias"
+        assert torch.equal(outs["prologue"], outs["codes"]), f"M={x.shape[0]}: the paths differ"
+    x = _mixed_rows(7, k, dtype, 17)
+    bad = x.clone()
+    bad[2, k // 3] = float("nan")
+    bad[5, k - 1] = float("inf")
+    others = torch.tensor([i not in (2, 5) for i in range(7)], device=DEVICE)
+    clean = torch.where(others[:, None], x, torch.zeros_like(x))  # what the other rows see
+    outs = {aq: w.linear(bad, b) for aq, w in paths.items()}
+    for aq, out in outs.items():
+        assert not bool(torch.isfinite(out[2]).any()) and not bool(torch.isfinite(out[5]).any()), aq
+        assert bool(torch.isfinite(out[others]).all()), f"{aq}: a NaN or Inf leaked into other rows"
+        T.assert_close_to_scaled_reference(out[others], clean[others], paths[aq], b, msg=f"{aq} bad rows")
+    assert torch.equal(outs["prologue"][others], outs["codes"][others])
+
+
+def test_quantize_in_prologue_policy():
+    """"auto": the prologue for small M (the small-M region of tqk.ops), and at any M per tensor and per
+    1x128 block (two kernels per linear); forced either way by act_quant; anything else refused."""
+    assert quantize_in_prologue("auto", "row", 1) and quantize_in_prologue("auto", "row", PROLOGUE_MAX_M)
+    assert not quantize_in_prologue("auto", "row", PROLOGUE_MAX_M + 1)
+    assert quantize_in_prologue("auto", "tensor", 4096) and quantize_in_prologue("auto", "block", 4096)
+    assert quantize_in_prologue("prologue", "row", 4096) and not quantize_in_prologue("codes", "tensor", 1)
+    with pytest.raises(ValueError, match="act_quant"):
+        quantize_in_prologue("fused", "row", 1)
+    with pytest.raises(ValueError, match="act_quant"):
+        ScaledLayout(act_quant="fused")
 
 
 # ------------------------------------------------------------------------------------------

@@ -3,7 +3,10 @@
     out[m, n] = sum_k a[m, k] * w[n, k] * scale_a * scale_w + bias[n]
 
 a: activation codes [M, K], int8 or e4m3 (as uint8 bits), quantized per row (a per-tensor or static
-   scale is given as the same value in every row) or per 1x128 block (tqk/quant/activation.py).
+   scale is given as the same value in every row) or per 1x128 block (tqk/quant/activation.py);
+   or, with QUANTIZE_A (the prologue), the float activation [M, K] with its scales (activation_scales:
+   per row, per 1x128 block, or per tensor as each row's own, whose largest finite value each program
+   takes itself), quantized tile by tile in registers exactly as the torch ops would write the codes.
 w: weight codes [N, K], int8 or e4m3 bits, with one scale per tensor or row ([N]) or per 128x128
    block ([cdiv(N, 128), K // 128]); or 4-bit codes two to a byte (W4A8) with a scale and an
    integer zero point per group of GROUP codes ([K // GROUP, N]).
@@ -12,6 +15,12 @@ The products are exact: int8 x int8 accumulates in int32; e4m3 x e4m3 products a
 fp32 accumulator; a 4-bit weight is decoded to the integer q - z, in [-15, 15], which int8 and e4m3
 both hold exactly. Scales that change along K (blocks, groups) multiply each K step's partial
 dot (BLOCK_K is then the block or the group); the others multiply once, in the epilogue.
+
+Which of the two (codes or prologue) a call runs is `quantize_in_prologue`'s choice, by M and
+granularity: the prologue saves the codes' kernel and round trip, and per tensor or per 1x128 block
+it is what keeps a linear at two kernels (inductor splits a global amax, and a block amax and its
+cast, into kernels of their own); each program quantizes its row tile again for every tile of N, so
+at large M the codes win when a kernel fewer does not matter.
 
 Under Triton's interpreter the operands are decoded to float32 before each dot (DOT_F32): its dot
 is numpy's, which neither accumulates int8 in int32 nor knows fp8. Each K step's float32 dot of
@@ -25,9 +34,11 @@ import torch
 import triton
 import triton.language as tl
 
+from triton.language.extra import libdevice
+
 from .decode import decode_codes
 
-A_SCALES = ("row", "block")  # per-tensor and static scales arrive as rows of one value
+A_SCALES = ("row", "tensor", "block")  # static scales arrive as rows of one value (per tensor too, as codes)
 W_SCALES = ("row", "block", "group")
 BLOCK = 128  # the block side of PerBlock((1, 128)) and PerBlock((128, 128))
 
@@ -38,7 +49,7 @@ class ScaledFormat:
 
     act: str  # "int8" or "e4m3"
     weight: str  # "int8", "e4m3" or "int4" (4-bit codes with a zero point, two to a byte)
-    a_scale: str  # "row" or "block"
+    a_scale: str  # "row" (per row or static), "tensor" or "block"
     w_scale: str  # "row", "block" or "group"
     group: int = 0  # K per scale step: 128 for blocks, the group size for "group", else 0
 
@@ -63,6 +74,72 @@ def _operand(codes, KIND: tl.constexpr, DOT_F32: tl.constexpr):
     else:
         out = codes.to(tl.int8)
     return out
+
+
+@triton.jit
+def _round_to_e4m3(q):
+    """float32 q (|q| <= 448, or NaN) rounded to the nearest e4m3 value, ties to even, as float32: the
+    interpreter's own fp8 casts are not torch's (Triton 3.9's round and saturate wrongly). Normal
+    values keep 3 mantissa bits (the carry may bump the exponent), subnormals are multiples of 2**-9."""
+    bits = q.to(tl.int32, bitcast=True)
+    mag = bits & 0x7FFFFFFF
+    normal = ((mag + 0x7FFFF + ((mag >> 20) & 1)) & 0x7FF00000) | (bits ^ mag)
+    a = tl.abs(q)
+    sub = ((a * 512.0 + 8388608.0) - 8388608.0) * 0.001953125  # round(a * 2**9) / 2**9, ties to even
+    sub = tl.where(q < 0, -sub, sub)
+    return tl.where(a < 0.015625, sub, normal.to(tl.float32, bitcast=True))
+
+
+@triton.jit
+def _inverse(scale):
+    """1 / scale, correctly rounded (torch.reciprocal's), of the scale or 1 where it is 0 or NaN:
+    a zero row or block quantizes to codes 0."""
+    safe = tl.where(scale > 0, scale, 1.0)
+    return tl.div_rn(tl.full(safe.shape, 1.0, tl.float32), safe)
+
+
+@triton.jit
+def _quantize(x, inv, ACT: tl.constexpr, DOT_F32: tl.constexpr):
+    """A float tile x times inv (1 / its scale, broadcast) as _codes in tqk/quant/activation.py writes
+    it: clamp to +-qmax, round to nearest even (int8), or the e4m3 cast; returned as the dot's operand
+    (float32 values under the interpreter). A NaN row's codes are arbitrary: its NaN scale is what
+    makes its output NaN."""
+    q = x.to(tl.float32) * inv
+    if ACT == "int8":
+        q = tl.minimum(tl.maximum(q, -127.0), 127.0)
+        if DOT_F32:
+            out = (q + 12582912.0) - 12582912.0  # rounds to an integer, ties to even (|q| < 2**22)
+            out = tl.where(out == out, out, 0.0)
+        else:
+            out = libdevice.float2int_rn(q).to(tl.int8)
+    else:
+        q = tl.minimum(tl.maximum(q, -448.0), 448.0)
+        if DOT_F32:
+            out = _round_to_e4m3(q)
+        else:
+            out = q.to(tl.float8e4nv)  # round to nearest even
+    return out
+
+
+@triton.jit
+def _a_operand(tile, inv, ACT: tl.constexpr, QUANTIZE_A: tl.constexpr, DOT_F32: tl.constexpr):
+    """The activation tile as the dot's operand: quantized here (float input), or codes as stored."""
+    if QUANTIZE_A:
+        out = _quantize(tile, inv, ACT, DOT_F32)
+    else:
+        out = _operand(tile, ACT, DOT_F32)
+    return out
+
+
+@triton.jit
+def _finite_max(scale_ptr, M, CHUNK: tl.constexpr):
+    """The largest finite value of scales [M] (0 if none): the per-tensor scale, from the rows' own."""
+    best = tl.zeros([CHUNK], dtype=tl.float32)
+    for m0 in range(0, M, CHUNK):
+        r = m0 + tl.arange(0, CHUNK)
+        s = tl.load(scale_ptr + r, mask=r < M, other=0.0)
+        best = tl.maximum(best, tl.where(tl.abs(s) <= 3.4028234663852886e38, s, 0.0))
+    return tl.max(best, axis=0)
 
 
 @triton.jit
@@ -93,7 +170,7 @@ def scaled_mm_kernel(
     a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, w_zero_ptr, bias_ptr, out_ptr,
     M, N, K, stride_am, stride_wn, stride_om, a_scale_stride,
     ACT: tl.constexpr, WEIGHT: tl.constexpr, A_SCALE: tl.constexpr, W_SCALE: tl.constexpr,
-    HAS_BIAS: tl.constexpr, DOT_F32: tl.constexpr, EVEN_K: tl.constexpr,
+    HAS_BIAS: tl.constexpr, QUANTIZE_A: tl.constexpr, DOT_F32: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -112,12 +189,21 @@ def scaled_mm_kernel(
     HALF: tl.constexpr = BLOCK_K // 2
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32 if K_STEPS else ACC)
     a_rows = a_ptr + rm_c[:, None].to(tl.int64) * stride_am
+    if A_SCALE != "block":
+        a_scale = tl.load(a_scale_ptr + rm_c).to(tl.float32)
+        if QUANTIZE_A and A_SCALE == "tensor":  # the rows' own scales in: the largest finite one is the tensor's
+            a_scale = tl.where(tl.abs(a_scale) <= 3.4028234663852886e38, _finite_max(a_scale_ptr, M, 512), a_scale)
+        a_inv = _inverse(a_scale)[:, None]  # (prologue only)
     for k0 in range(0, K, BLOCK_K):
+        kb = k0 // BLOCK_K
+        if A_SCALE == "block":
+            a_scale = tl.load(a_scale_ptr + rm_c * a_scale_stride + kb).to(tl.float32)
+            a_inv = _inverse(a_scale)[:, None]  # (prologue only)
         if WEIGHT == "int4":
             # byte j of a group holds codes j (low nibble) and j + GROUP // 2 (high nibble)
             rk = k0 + tl.arange(0, HALF)
-            a_lo = _operand(tl.load(a_rows + rk[None, :]), ACT, DOT_F32)
-            a_hi = _operand(tl.load(a_rows + rk[None, :] + HALF), ACT, DOT_F32)
+            a_lo = _a_operand(tl.load(a_rows + rk[None, :]), a_inv, ACT, QUANTIZE_A, DOT_F32)
+            a_hi = _a_operand(tl.load(a_rows + rk[None, :] + HALF), a_inv, ACT, QUANTIZE_A, DOT_F32)
             byte = tl.load(w_ptr + rn_c[None, :].to(tl.int64) * stride_wn + (k0 // 2 + tl.arange(0, HALF))[:, None])
             byte = byte.to(tl.int32) & 0xFF
             zero = tl.load(w_zero_ptr + (k0 // BLOCK_K) * N + rn_c).to(tl.float32).to(tl.int32)
@@ -134,12 +220,11 @@ def scaled_mm_kernel(
                 a = tl.load(a_rows + rk[None, :], mask=mask_k[None, :], other=0)
                 w = tl.load(w_ptr + rn_c[None, :].to(tl.int64) * stride_wn + rk[:, None], mask=mask_k[:, None],
                             other=0)
-            part = _dot(_operand(a, ACT, DOT_F32), _operand(w, WEIGHT, DOT_F32), ACC, DOT_F32)
+            part = _dot(_a_operand(a, a_inv, ACT, QUANTIZE_A, DOT_F32), _operand(w, WEIGHT, DOT_F32), ACC, DOT_F32)
         if K_STEPS:
             step = part.to(tl.float32)
-            kb = k0 // BLOCK_K
             if A_SCALE == "block":
-                step = step * tl.load(a_scale_ptr + rm_c * a_scale_stride + kb).to(tl.float32)[:, None]
+                step = step * a_scale[:, None]
             if W_SCALE == "block":
                 step = step * tl.load(w_scale_ptr + (rn_c // BLOCK_K) * (K // BLOCK_K) + kb).to(tl.float32)[None, :]
             if W_SCALE == "group":
@@ -148,8 +233,8 @@ def scaled_mm_kernel(
         else:
             acc += part
     out = acc.to(tl.float32)
-    if A_SCALE == "row":
-        out = out * tl.load(a_scale_ptr + rm_c).to(tl.float32)[:, None]
+    if A_SCALE != "block":
+        out = out * a_scale[:, None]
     if W_SCALE == "row":
         out = out * tl.load(w_scale_ptr + rn_c).to(tl.float32)[None, :]
     if HAS_BIAS:
@@ -182,21 +267,40 @@ def scaled_config(fmt: ScaledFormat, m: int, n: int, k: int, interpreted: bool) 
     return ScaledConfig(128, 128, block_k, num_warps=8, num_stages=3)
 
 
-def launch_scaled_mm(a_codes, a_scales, w_codes, w_scales, w_zeros, bias, fmt: ScaledFormat, n: int, k: int,
-                     out_dtype: torch.dtype, interpreted: bool, wrap=None) -> torch.Tensor:
-    """a_codes [M, K] (int8, or uint8 e4m3 bits) with a_scales [M] or [M, K // 128] (float32); the
-    weight's codes, scales and zero points as its layout stores them (tqk/layouts/scaled.py)."""
-    m = a_codes.shape[0]
+ACT_QUANT = ("auto", "prologue", "codes")
+PROLOGUE_MAX_M = 64  # the small-M region of tqk.ops.M_REGIONS: one choice per traced region
+
+
+def quantize_in_prologue(act_quant: str, a_scale: str, m: int) -> bool:
+    """Whether the GEMM quantizes the float activation itself (True) or reads codes that torch ops
+    wrote (False): the one place that decides. act_quant "prologue" / "codes" force it (ScaledLayout's
+    field, for measuring); "auto": the prologue for M <= PROLOGUE_MAX_M, and at any M per tensor and
+    per 1x128 block, where the codes path costs kernels of its own (a global amax; a block amax and
+    its cast came out as two)."""
+    if act_quant not in ACT_QUANT:
+        raise ValueError(f"act_quant must be one of {ACT_QUANT}, got {act_quant!r}")
+    if act_quant != "auto":
+        return act_quant == "prologue"
+    return a_scale in ("tensor", "block") or m <= PROLOGUE_MAX_M
+
+
+def launch_scaled_mm(a, a_scales, w_codes, w_scales, w_zeros, bias, fmt: ScaledFormat, n: int, k: int,
+                     out_dtype: torch.dtype, config: ScaledConfig, quantize_a: bool, interpreted: bool,
+                     wrap=None) -> torch.Tensor:
+    """a: activation codes [M, K] (int8, or uint8 e4m3 bits) with a_scales [M] or [M, K // 128]
+    (float32: quantize_activation's); or, quantize_a, the float activation [M, K] (unit stride along K)
+    with activation_scales' scales, quantized in the GEMM's prologue. The weight's codes, scales and
+    zero points as its layout stores them (tqk/layouts/scaled.py)."""
+    m = a.shape[0]
     wrap = wrap or (lambda kernel: kernel)
-    config = scaled_config(fmt, m, n, k, interpreted)
-    out = torch.empty((m, n), dtype=out_dtype, device=a_codes.device)
+    out = torch.empty((m, n), dtype=out_dtype, device=a.device)
     grid = (triton.cdiv(m, config.block_m) * triton.cdiv(n, config.block_n),)
     wrap(scaled_mm_kernel)[grid](
-        a_codes, a_scales, w_codes, w_scales, w_scales if w_zeros is None else w_zeros,
-        w_scales if bias is None else bias, out, m, n, k, a_codes.stride(0), w_codes.stride(0), out.stride(0),
+        a, a_scales, w_codes, w_scales, w_scales if w_zeros is None else w_zeros,
+        w_scales if bias is None else bias, out, m, n, k, a.stride(0), w_codes.stride(0), out.stride(0),
         a_scales.stride(0) if a_scales.dim() == 2 else 1,
         ACT=fmt.act, WEIGHT=fmt.weight, A_SCALE=fmt.a_scale, W_SCALE=fmt.w_scale, HAS_BIAS=bias is not None,
-        DOT_F32=interpreted, EVEN_K=k % config.block_k == 0,
+        QUANTIZE_A=quantize_a, DOT_F32=interpreted, EVEN_K=k % config.block_k == 0,
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, GROUP_M=config.group_m,
         num_warps=config.num_warps, num_stages=config.num_stages,
     )

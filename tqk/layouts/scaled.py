@@ -24,7 +24,7 @@ from typing import ClassVar
 
 import torch
 
-from ..kernels.scaled_mm import BLOCK, ScaledFormat
+from ..kernels.scaled_mm import ACT_QUANT, BLOCK, ScaledFormat
 from .base import Layout, register_layout
 
 ACT = ("int8", "e4m3")
@@ -46,11 +46,16 @@ class ScaledLayout(Layout):
     static_scale: float = 0.0  # act_granularity "static": the activation scale
     family: ClassVar[str] = "scaled"
     symmetric: bool = False  # 4-bit weights: zero point 8 instead of each group's own
+    # where the activation is quantized: "auto" (tqk.kernels.scaled_mm.quantize_in_prologue's choice by
+    # M), or forced: "prologue" (inside the GEMM) or "codes" (torch ops write codes first); same results
+    act_quant: str = "auto"
 
     def __post_init__(self):
         if self.act not in ACT or self.weight not in WEIGHTS or self.act_granularity not in ACT_GRANULARITIES:
             raise ValueError(f"ScaledLayout: act in {ACT}, weight in {list(WEIGHTS)}, act_granularity in "
                              f"{ACT_GRANULARITIES}; got {self}")
+        if self.act_quant not in ACT_QUANT:
+            raise ValueError(f"ScaledLayout: act_quant in {ACT_QUANT}, got {self.act_quant!r}")
         if self.weight_granularity not in WEIGHTS[self.weight]:
             raise ValueError(f"ScaledLayout: {self.weight} weights take granularity {WEIGHTS[self.weight]}, "
                              f"got {self.weight_granularity!r}")
@@ -69,7 +74,7 @@ class ScaledLayout(Layout):
 
     def scaled_format(self) -> ScaledFormat:
         block = self.act_granularity == "block" or self.weight_granularity == "block"
-        return ScaledFormat(self.act, self.weight, "block" if self.act_granularity == "block" else "row",
+        return ScaledFormat(self.act, self.weight, {"static": "row"}.get(self.act_granularity, self.act_granularity),
                             {"tensor": "row"}.get(self.weight_granularity, self.weight_granularity),
                             self.group_size if self.weight == "int4" else (BLOCK if block else 0))
 
