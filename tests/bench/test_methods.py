@@ -151,3 +151,27 @@ def test_compiled_is_static_and_one_per_method_and_shape(monkeypatch):
     assert len(set(map(id, codes))) == 3 and M._linear_core.__code__ not in codes
     w, x = _wx()
     assert torch.equal(a(x, w, None), F.linear(x, w))  # the copy computes what the function does
+
+
+def test_act_quant_variants_force_the_path(monkeypatch):
+    """-prologue / -codes: the same config with the activation's path forced (not in the default sweep),
+    each its own compiled function (the layout, act_quant included, is in the key)."""
+    reason = M._tqk_check(CPU)
+    if reason:
+        pytest.skip(reason)
+    import tqk.ops
+
+    launched = []
+    launch = tqk.ops.launch_scaled_mm
+    monkeypatch.setattr(tqk.ops, "launch_scaled_mm", lambda *a, **kw: launched.append(a[11]) or launch(*a, **kw))
+    w, x = _wx(64, 128, 3)
+    ref = F.linear(x, w)
+    outs = {}
+    for suffix, act_quant in M.ACT_QUANT_VARIANTS.items():
+        method = M.REGISTRY["tqk-int8dq" + suffix]
+        assert method.dynamic_act and not method.default and method.family == "tqk"
+        prep = method.factory(w, None, M.Options())
+        outs[act_quant] = prep.fn(x)
+        assert launched.pop() == (act_quant == "prologue")
+        assert sqnr_db(ref, outs[act_quant]) > 30
+    assert torch.equal(outs["prologue"], outs["codes"])  # the same codes either way

@@ -241,14 +241,26 @@ def _tqk_check(device) -> Optional[str]:
     return None
 
 
-def _tqk_factory(name: str):
+# activation-quantized methods with the activation's path forced (ScaledLayout.act_quant): the GEMM's
+# prologue, or codes written first; the plain names take tqk's choice by M (quantize_in_prologue)
+ACT_QUANT_VARIANTS = {"-prologue": "prologue", "-codes": "codes"}
+ACT_QUANT_BASES = ("tqk-int8dq", "tqk-fp8dq-row", "tqk-fp8dq-tensor", "tqk-fp8dq-block", "tqk-w4a8-int8",
+                   "tqk-w4a8-fp8")
+
+
+def _tqk_factory(name: str, act_quant: str = ""):
     def factory(w, b, opts):
+        import dataclasses
+
         import tqk
         cfg = tqk_configs()[name]
         try:
             qw = tqk.quantize_weight(w, cfg)
         except (ValueError, NotImplementedError, AssertionError) as e:
             raise Unsupported(f"{type(e).__name__}: {e}") from e
+        if act_quant:
+            layout = dataclasses.replace(qw.quant_layout, act_quant=act_quant)
+            qw = tqk.QuantizedLinearWeight(qw.packed, qw.scales, qw.zeros, layout, tuple(qw.shape), qw.dtype)
         return _tqk_prepared(qw, b, opts)
     return factory
 
@@ -438,6 +450,11 @@ def _build_registry() -> dict[str, Method]:
     for name, desc in tqk_desc.items():  # HQQ runs the same kernel as tqk-int4: --full only
         ms.append(Method(name, "tqk", _tqk_factory(name), _tqk_check, desc, dynamic_act=name in dynamic,
                          default=name not in ("tqk-int4-hqq", "tqk-uint2", "tqk-fp5")))
+    for name in ACT_QUANT_BASES:  # what the plain name picks by M, forced: for measuring the choice
+        for suffix, act_quant in ACT_QUANT_VARIANTS.items():
+            how = "quantized in the GEMM prologue" if act_quant == "prologue" else "codes written, then the GEMM"
+            ms.append(Method(name + suffix, "tqk", _tqk_factory(name, act_quant), _tqk_check,
+                             f"{tqk_desc[name]}; activation {how}", dynamic_act=True, default=False))
     ms += [
         Method("torch-tinygemm-int4", "peer", _tinygemm, description="aten._weight_int4pack_mm, group 128"),
         Method("torch-scaled_mm-fp8", "peer", _scaled_mm,
