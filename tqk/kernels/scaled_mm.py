@@ -143,14 +143,18 @@ def _finite_max(scale_ptr, M, CHUNK: tl.constexpr):
 
 
 @triton.jit
-def _int4_as(values, ACT: tl.constexpr, DOT_F32: tl.constexpr):
-    """Decoded 4-bit weights (int32 q - z in [-15, 15]) in the activations' operand type."""
+def _int4_as(q, zero, ACT: tl.constexpr, DOT_F32: tl.constexpr):
+    """4-bit codes q (int32 in [0, 15]) minus their integer zero points (float32, broadcast), q - z in
+    [-15, 15], in the activations' operand type. For e4m3 with no int -> float conversion (an I2F per
+    code, 130 per 128x256 tile): q | 0x6400 is the float16 1024 + q, minus the float16 1024 + z it is
+    q - z exactly, and the paired float16 -> e4m3 cvt is exact for integers up to 16."""
     if DOT_F32:
-        out = values.to(tl.float32)
+        out = (q - zero.to(tl.int32)).to(tl.float32)
     elif ACT == "e4m3":
-        out = values.to(tl.float16).to(tl.float8e4nv)  # exact: integers up to 16
+        biased = (q | 0x6400).to(tl.int16).to(tl.float16, bitcast=True)
+        out = (biased - (zero + 1024.0).to(tl.float16)).to(tl.float8e4nv)
     else:
-        out = values.to(tl.int8)
+        out = (q - zero.to(tl.int32)).to(tl.int8)
     return out
 
 
@@ -206,9 +210,9 @@ def scaled_mm_kernel(
             a_hi = _a_operand(tl.load(a_rows + rk[None, :] + HALF), a_inv, ACT, QUANTIZE_A, DOT_F32)
             byte = tl.load(w_ptr + rn_c[None, :].to(tl.int64) * stride_wn + (k0 // 2 + tl.arange(0, HALF))[:, None])
             byte = byte.to(tl.int32) & 0xFF
-            zero = tl.load(w_zero_ptr + (k0 // BLOCK_K) * N + rn_c).to(tl.float32).to(tl.int32)
-            lo = _int4_as((byte & 15) - zero[None, :], ACT, DOT_F32)
-            hi = _int4_as((byte >> 4) - zero[None, :], ACT, DOT_F32)
+            zero = tl.load(w_zero_ptr + kb * N + rn_c).to(tl.float32)[None, :]
+            lo = _int4_as(byte & 15, zero, ACT, DOT_F32)
+            hi = _int4_as(byte >> 4, zero, ACT, DOT_F32)
             part = _dot(a_lo, lo, ACC, DOT_F32) + _dot(a_hi, hi, ACC, DOT_F32)
         else:
             rk = k0 + tl.arange(0, BLOCK_K)
