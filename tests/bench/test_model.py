@@ -183,5 +183,17 @@ def test_warm_phase_runs_every_config_in_parallel_children():
     logs = []
     rows = mb.run(_params(), ["bf16", "tqk-int8"], time_budget_s=300, log=logs.append, warm_jobs=2)
     assert [r.config for r in rows] == ["bf16", "tqk-int8"] and all(r.wall_ms["eager"] > 0 for r in rows)
-    assert any("warm compiles of 2 configs, 2 at a time" in line for line in logs), logs
+    assert any("warm compiles of 2 configs x 1 batch sizes, 2 at a time" in line for line in logs), logs
     assert not any(line.startswith("  warm ") for line in logs), logs
+
+
+def test_paired_bf16_is_timed_in_the_configs_own_process(tmp_path):
+    """--paired: a tqk config's row carries bf16's wall time from its own process, and its column
+    is that over the config's; bf16's own row has none."""
+    rows = mb.run(_params(modes=["eager"], paired=["eager"]), ["bf16", "tqk-int8"], time_budget_s=300,
+                  isolated=False, log=lambda s: None)
+    bf16, q = rows
+    assert not bf16.pair_ms and q.pair_ms["eager"] > 0
+    cols = {name: vals for _, name, _, vals in mb._columns(rows, ["eager"])}
+    assert cols["eager_x_paired_bf16"][1] == q.pair_ms["eager"] / q.wall_ms["eager"]
+    assert math.isnan(cols["eager_x_paired_bf16"][0])

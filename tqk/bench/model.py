@@ -8,6 +8,8 @@ step. One row per config and batch size (default 1 and 16). Columns, times in ms
                 (CUDA graphs), and batch / that
   ro cpu        host CPU time per step: the thread's CPU time of single steps, each launched
                 onto an idle GPU (timing.time_steps says why this is the host's own cost)
+  cpu q, cpu s  the same read over back-to-back steps (q: queued) and over steps issued while the
+                GPU sleeps (s: stalled), timing.host_readings (CUDA only)
   def ms, cpu   the same under torch.compile(model, fullgraph=True): no CUDA graphs
   at ms, cpu    the same under mode="max-autotune-no-cudagraphs" (only with --modes ...,autotune)
   pre ms        one prefill of --prefill tokens (default 2048) at the first batch size, default
@@ -21,6 +23,8 @@ step. One row per config and batch size (default 1 and 16). Columns, times in ms
                 ceiling measured in this run (timing.measure_memory_bandwidth)
   .. x bf16     bf16's time over this config's, same batch size, per mode and for the floor
                 (> 1: faster than bf16)
+  def x pair    the same for default mode, with bf16 timed in the tqk config's own process just
+                after it (--paired; the host-bound modes drift between processes)
   MiB           the weight bytes of `ideal`
   agree, SQNR   teacher-forced top-1 agreement and logit SQNR (dB) against bf16 over acc_len
                 prompt tokens at the first batch size, through this config's compiled model
@@ -103,8 +107,9 @@ class _GemliteLinear(nn.Module):
         return self.layer(x.reshape(-1, self.in_features)).reshape(*x.shape[:-1], self.out_features)
 
 
-def apply_config(model: nn.Module, name: str) -> str:
-    """Quantize model in place the way a user of that library would; returns a note."""
+def apply_config(model: nn.Module, name: str, tuned: str = "") -> str:
+    """Quantize model in place the way a user of that library would; returns a note. tuned: a file
+    of gemlite's autotune results to start from."""
     if name == "bf16":
         return ""
     if name.startswith("tqk-"):
@@ -117,6 +122,9 @@ def apply_config(model: nn.Module, name: str) -> str:
         quantize_(model, _torchao_config(TORCHAO[name], Options()))
         return ""
     if name == "gemlite-int4":
+        if tuned and os.path.exists(tuned):  # the warm child's autotune results: no second 60-s autotune
+            from gemlite.core import GemLiteLinear
+            GemLiteLinear.load_config(tuned)
         factory = REGISTRY["gemlite-A16W4"].factory
         for fqn, mod in list(model.named_modules()):
             if isinstance(mod, nn.Linear):
@@ -134,6 +142,8 @@ class Row:
     batch: int
     wall_ms: dict = field(default_factory=dict)  # mode -> ms per step
     cpu_ms: dict = field(default_factory=dict)  # mode -> host CPU ms per step
+    host_ms: dict = field(default_factory=dict)  # reduce-overhead: CPU ms per step read "queued" and "stalled"
+    pair_ms: dict = field(default_factory=dict)  # mode -> bf16's wall ms, timed in this process just after
     floor_ms: float = math.nan
     ideal_ms: float = math.nan
     weight_mib: float = math.nan
@@ -208,6 +218,9 @@ def _run_mode(model, mode: str, row: Row, p: dict, accuracy: bool):
         graphs = counters["stats"]["unique_graphs"]
         wall, cpu = timing.time_steps(step, p["gen"], dev, p["repeats"], rewind=lambda: pos.sub_(p["gen"]))
         row.wall_ms[mode], row.cpu_ms[mode] = wall * 1e3, cpu * 1e3
+        if mode == "ro" and dev.type == "cuda":
+            row.host_ms = {k: v * 1e3 for k, v in timing.host_readings(step, p["gen"], dev,
+                                                                       rewind=lambda: pos.sub_(p["gen"])).items()}
         if counters["stats"]["unique_graphs"] != graphs:
             row.notes.append(f"{mode}: recompiled in the timed loop")
         if mode == "default" and dev.type == "cuda":
@@ -216,6 +229,21 @@ def _run_mode(model, mode: str, row: Row, p: dict, accuracy: bool):
             except Exception as e:  # noqa: BLE001 - a step that cannot be captured is a note
                 row.notes.append(f"floor: {_error(e)}")
     return torch.stack(logits, 1) if accuracy else None
+
+
+def _run_paired(p: dict, row: Row, mode: str, cache_len: int):
+    """bf16's wall ms for `mode`, timed in this process right after the config's: a host-bound mode
+    (no CUDA graphs) drifts by up to 1.4x between processes on a shared host, and a ratio of two
+    runs seconds apart does not. The bf16 model is compiled from the caches its own run filled."""
+    ref = build_model(ModelArgs(**p["model"]), torch.device(p["device"]), seed=p["seed"])
+    ref.setup_caches(row.batch, cache_len)
+    alone = Row("bf16", row.batch)
+    try:
+        _run_mode(ref, mode, alone, dict(p, acc_len=2), accuracy=False)
+        row.pair_ms[mode] = alone.wall_ms[mode]
+    except Exception as e:  # noqa: BLE001
+        row.notes.append(f"{mode} bf16 pair: {_error(e)}")
+    del ref
 
 
 def _accuracy(row: Row, logits, p: dict):
@@ -244,7 +272,7 @@ def measure_config(p: dict, report=lambda rows: None) -> list[dict]:
 
     try:
         model = build_model(ModelArgs(**p["model"]), dev, seed=p["seed"])
-        note = apply_config(model, p["config"])
+        note = apply_config(model, p["config"], _gemlite_file(p))
         wbytes = weight_bytes(model)
     except Exception as e:  # noqa: BLE001
         for r in rows:
@@ -274,10 +302,13 @@ def measure_config(p: dict, report=lambda rows: None) -> list[dict]:
                     need_accuracy = False
             except Exception as e:  # noqa: BLE001 - one mode failing must not end the config
                 r.notes.append(f"{mode}: {_error(e)}")
+            if mode in p.get("paired", ()) and p["config"].startswith("tqk-") and mode in r.wall_ms:
+                _run_paired(p, r, mode, _cache_len(p, r is rows[0]))
             took[mode] = last = time.time() - t0
             hits = {k: v - hits.get(k, 0) for k, v in _cache_counts().items() if v - hits.get(k, 0)}
             print(f"      {took[mode]:.0f} s: {r.wall_ms.get(mode, math.nan):.3f} ms/step, "
-                  f"cpu {r.cpu_ms.get(mode, math.nan):.3f}, floor {r.floor_ms:.3f}; caches {hits}", flush=True)
+                  f"cpu {r.cpu_ms.get(mode, math.nan):.3f} {r.host_ms if mode == 'ro' else ''}, floor {r.floor_ms:.3f}, "
+                  f"bf16 pair {r.pair_ms.get(mode, math.nan):.3f}; caches {hits}", flush=True)
             emit()
     return emit()
 
@@ -288,7 +319,7 @@ def _cache_counts() -> dict:
 
 
 def warm_config(p: dict, report=lambda value: None) -> dict:
-    """Compile config p["config"] once for every batch size and mode of the run, untimed: the first
+    """Compile config p["config"] once for each batch size (p["warm_batches"], default all) and mode of the run, untimed: the first
     compiled call fills the on-disk caches (inductor's FX graphs, AOTAutograd's, Triton's kernels)
     that the timed run's compiles of the same graphs then hit. Nothing is measured; returns what
     failed, by batch and mode."""
@@ -296,8 +327,8 @@ def warm_config(p: dict, report=lambda value: None) -> dict:
     failed = {}
     model = build_model(ModelArgs(**p["model"]), dev, seed=p["seed"])
     apply_config(model, p["config"])
-    for i, batch in enumerate(p["batches"]):
-        model.setup_caches(batch, _cache_len(p, i == 0))
+    for batch in p.get("warm_batches", p["batches"]):
+        model.setup_caches(batch, _cache_len(p, batch == p["batches"][0]))
         for mode in p["modes"]:
             if mode in ("eager", "prefill"):
                 continue
@@ -308,7 +339,14 @@ def warm_config(p: dict, report=lambda value: None) -> dict:
             except Exception as e:  # noqa: BLE001 - the timed run reports it
                 failed[f"{batch} {mode}"] = _error(e)
             report(failed)
+    if p["config"] == "gemlite-int4" and _gemlite_file(p):
+        from gemlite.core import GemLiteLinear
+        GemLiteLinear.cache_config(_gemlite_file(p))
     return failed
+
+
+def _gemlite_file(p: dict) -> str:
+    return os.path.join(p["work"], "gemlite-autotune.json") if p.get("work") else ""
 
 
 # ----------------------------------------------------------------------------- the run
@@ -329,28 +367,32 @@ def config_timeout(left: float, after: int) -> float:
     return max(left - RESERVE_S * after, left / (after + 1))
 
 
-WARM_SHARE = 0.3  # of the time budget, at most, for the warm compiles
+WARM_SHARE = 0.45  # of the time budget, at most, for the warm compiles
 
 
 def warm(params: dict, configs, work: str, jobs: int, timeout: float, log=print):
-    """warm_config for every config, `jobs` processes at a time, all within `timeout` seconds. The
+    """warm_config for every config and batch size, `jobs` processes at a time, all within `timeout` seconds. The
     timed runs then compile from the caches one after another, and no compile runs beside a timed
     loop: the two phases never overlap."""
     t0 = time.time()
 
-    def one(name):
+    def one(job):
+        name, batch = job
         left = timeout - (time.time() - t0)
         if left < 1:
-            return name, None, "time budget"
-        got, status = isolate.run_child("tqk.bench.model:warm_config", dict(params, config=name),
-                                        os.path.join(work, f"warm-{name}"), left)
-        return name, got, status
+            return job, None, "time budget"
+        got, status = isolate.run_child("tqk.bench.model:warm_config", dict(params, config=name, warm_batches=[batch],
+                                                                            work=work),
+                                        os.path.join(work, f"warm-{name}-{batch}"), left)
+        return job, got, status
 
+    jobs_list = [(n, b) for n in configs for b in params["batches"]]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for name, failed, status in pool.map(one, configs):
+        for (name, batch), failed, status in pool.map(one, jobs_list):
             if status or failed:
-                log(f"  warm {name}: {status or failed}")
-    log(f"[{time.time() - t0:4.0f} s] warm compiles of {len(configs)} configs, {jobs} at a time")
+                log(f"  warm {name} batch {batch}: {status or failed}")
+    log(f"[{time.time() - t0:4.0f} s] warm compiles of {len(configs)} configs x {len(params['batches'])} batch "
+        f"sizes, {jobs} at a time")
 
 
 def run(params: dict, configs, *, time_budget_s: float, isolated: bool = True, on_rows=None, log=print,
@@ -377,7 +419,8 @@ def run(params: dict, configs, *, time_budget_s: float, isolated: bool = True, o
                 rows += [Row(name, b, notes=[note]) for b in params["batches"]]
                 continue
             log(f"[{time.time() - t_start:4.0f} s] {name}: {share:.0f} s")
-            p = dict(params, config=name, deadline=time.time() + share, ref_path=os.path.join(work, "bf16_logits.pt"))
+            p = dict(params, config=name, deadline=time.time() + share, ref_path=os.path.join(work, "bf16_logits.pt"),
+                     work=work)
             if isolated:
                 got, status = isolate.run_child("tqk.bench.model:measure_config", p, os.path.join(work, name), share)
             else:
@@ -413,11 +456,18 @@ def _columns(rows: list[Row], modes) -> list[tuple[str, str, str, list]]:
             cols.append(("tok/s", "ro_tok_s", ".0f", [r.batch / r.wall_ms["ro"] * 1e3 if "ro" in r.wall_ms else nan
                                                       for r in rows]))
         cols.append((f"{SHORT[m]} cpu", f"{m}_cpu_ms", ".3f", [r.cpu_ms.get(m, nan) for r in rows]))
+        if m == "ro" and any(r.host_ms for r in rows):
+            cols += [(f"cpu {k[0]}", f"ro_cpu_{k}_ms", ".3f", [r.host_ms.get(k, nan) for r in rows])
+                     for k in ("queued", "stalled")]
     cols += [("floor", "floor_ms", ".3f", [r.floor_ms for r in rows]),
              ("ideal", "ideal_ms", ".3f", [r.ideal_ms for r in rows])]
     for m in modes:
         cols.append((f"{SHORT[m]} x bf16", f"{m}_x_bf16", ".2f", _vs_bf16(rows, lambda r: r.wall_ms.get(m, nan))))
     cols.append(("floor x bf16", "floor_x_bf16", ".2f", _vs_bf16(rows, lambda r: r.floor_ms)))
+    for m in modes:
+        if any(m in r.pair_ms for r in rows):
+            cols.append((f"{SHORT[m]} x pair", f"{m}_x_paired_bf16", ".2f",
+                         [r.pair_ms[m] / r.wall_ms[m] if m in r.pair_ms and r.wall_ms.get(m) else nan for r in rows]))
     return cols + [("MiB", "weight_mib", ".1f", [r.weight_mib for r in rows]),
                    ("agree", "agreement", ".3f", [r.agreement for r in rows]),
                    ("SQNR", "sqnr_db", ".1f", [r.sqnr_db for r in rows]),
@@ -466,9 +516,12 @@ def add_args(p: argparse.ArgumentParser):
     p.add_argument("--repeats", type=int, default=None, help="timed loops per run, median (default 3; tiny: 1)")
     p.add_argument("--time-budget", type=float, default=540.0, help="seconds for all configs (default %(default)s)")
     p.add_argument("--no-isolate", dest="isolate", action="store_false", help="every config in this process (no kill)")
+    p.add_argument("--paired", default="default",
+                   help="comma list of modes in which each tqk config's process also times bf16 right after "
+                        "it (default %(default)s; '' for none)")
     p.add_argument("--warm-jobs", type=int, default=None,
                    help="parallel processes that compile every config first, untimed, so the timed runs hit "
-                        "the compile caches (default 8 on CUDA, 0 on a CPU; 0: off)")
+                        "the compile caches (default 16 on CUDA, 0 on a CPU; 0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench_out/model")
 
@@ -495,7 +548,8 @@ def main(args) -> int:
     print(header)
     params = dict(model=asdict(a), device=str(device), batches=[int(b) for b in args.batch_sizes.split(",")],
                   modes=modes, acc_len=acc_len, gen=gen, repeats=repeats, seed=args.seed, bandwidth=bw,
-                  prefill=args.prefill or (16 if args.tiny else 2048))
+                  prefill=args.prefill or (16 if args.tiny else 2048),
+                  paired=[m for m in args.paired.split(",") if m in modes])
     os.makedirs(args.out, exist_ok=True)
 
     def save(rows, finished: bool) -> str:
@@ -511,7 +565,7 @@ def main(args) -> int:
                            warm_jobs=args.warm_jobs), fh, indent=1)
         return table
 
-    warm_jobs = args.warm_jobs if args.warm_jobs is not None else (8 if device.type == "cuda" else 0)
+    warm_jobs = args.warm_jobs if args.warm_jobs is not None else (16 if device.type == "cuda" else 0)
     rows = run(params, args.configs.split(","), time_budget_s=args.time_budget, isolated=args.isolate,
                on_rows=lambda rs: save(rs, finished=False), warm_jobs=warm_jobs)
     table = save(rows, finished=True)

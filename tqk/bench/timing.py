@@ -287,6 +287,31 @@ def time_steps(step: Callable[[], object], n: int, device, repeats: int = 3,
     return statistics.median(walls), statistics.median(cpus)
 
 
+def host_readings(step: Callable[[], object], n: int, device, rewind: Callable[[], object] = lambda: None,
+                  stall_s: float = 0.25) -> dict:
+    """Two more readings of the host's cost per step (seconds), to set beside time_steps' idle one:
+    "queued": thread CPU time over n back-to-back steps (a launch may wait in the driver once the GPU
+    falls behind, and that wait counts); "stalled": thread CPU time per step of n steps issued while
+    the GPU sleeps (torch.cuda._sleep), so no launch finds the GPU ready and nothing the host does can
+    be a wait for a step: only a synchronization inside step() would show, as the whole stall.
+    rewind() runs after each loop. CUDA only."""
+    _sync(device)
+    c0 = time.thread_time()
+    for _ in range(n):
+        step()
+    queued = (time.thread_time() - c0) / n
+    _sync(device)
+    rewind()
+    torch.cuda._sleep(int(stall_s * 2e9))  # cycles: about stall_s at the H100/H200's 1.98 GHz
+    c0 = time.thread_time()
+    for _ in range(n):
+        step()
+    stalled = (time.thread_time() - c0) / n
+    _sync(device)
+    rewind()
+    return {"queued": queued, "stalled": stalled}
+
+
 def graph_floor(step: Callable[[], object], replays: int = 20, repeats: int = 5) -> float:
     """Seconds per replay of step() captured as one CUDA graph: the GPU time of a step with no host
     cost between its kernels. Warm-up on a side stream, as capture wants; then the median over
