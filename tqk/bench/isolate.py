@@ -46,12 +46,12 @@ def _kill_group(proc: subprocess.Popen):
 class Child:
     """A started child: finish(timeout) waits for it, kills its group and returns what it reported."""
 
-    def __init__(self, target: str, args: dict, path: str):
+    def __init__(self, target: str, args: dict, path: str, env: Optional[dict] = None):
         self.spec, self.result = path + ".spec.json", path + ".result.json"
         if os.path.exists(self.result):
             os.remove(self.result)
         _write_json(self.spec, {"target": target, "args": args, "result": self.result})
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         env["PYTHONPATH"] = os.pathsep.join(x for x in (_ROOT, env.get("PYTHONPATH")) if x)  # this tqk, not another
         self.proc = subprocess.Popen([sys.executable, "-m", "tqk.bench.isolate", self.spec], stdin=subprocess.DEVNULL,
                                      env=env, start_new_session=True)
@@ -73,12 +73,14 @@ class Child:
         return data.get("value"), status
 
 
-def run_child(target: str, args: dict, path: str, timeout: Optional[float]) -> tuple[object, str]:
+def run_child(target: str, args: dict, path: str, timeout: Optional[float], env: Optional[dict] = None
+              ) -> tuple[object, str]:
     """Call target(args, report) ("module:function") in a fresh Python, killed with its process group
     after `timeout` seconds. Returns (what it last passed to report() or returned, status): status is
     "" when it returned, else "timed out after N s" or "exited with code N". The child's output goes
-    to this process's stdout and stderr; `path` is the prefix of its spec and result files."""
-    return Child(target, args, path).finish(timeout)
+    to this process's stdout and stderr; `path` is the prefix of its spec and result files; `env`
+    adds to the child's environment."""
+    return Child(target, args, path, env).finish(timeout)
 
 
 def _child(spec_path: str) -> int:

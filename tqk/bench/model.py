@@ -383,10 +383,13 @@ def warm(params: dict, configs, work: str, jobs: int, timeout: float, log=print)
             return job, None, "time budget"
         got, status = isolate.run_child("tqk.bench.model:warm_config", dict(params, config=name, warm_batches=[batch],
                                                                             work=work),
-                                        os.path.join(work, f"warm-{name}-{batch}"), left)
+                                        os.path.join(work, f"warm-{name}-{batch}"), left, env=threads)
         return job, got, status
 
     jobs_list = [(n, b) for n in configs for b in params["batches"]]
+    # inductor's compile workers: a pool per child, cores / jobs each, not one of every core per child
+    # (compile_threads is not part of the FX-graph cache key, so the timed runs still hit)
+    threads = {"TORCHINDUCTOR_COMPILE_THREADS": str(max(1, (os.cpu_count() or 1) // min(jobs, len(jobs_list))))}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for (name, batch), failed, status in pool.map(one, jobs_list):
             if status or failed:
