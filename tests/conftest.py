@@ -56,10 +56,11 @@ def deterministic_kernels(monkeypatch):
 
 @pytest.fixture
 def clear_tuning_caches():
-    from tqk.kernels import tuning
+    from tqk.kernels import scaled_mm, tuning
 
     def clear():
         tuning._select.cache_clear()
+        scaled_mm._scaled_select.cache_clear()
         tuning._read_table.cache_clear()
         tuning.tuned_files.cache_clear()
     clear()

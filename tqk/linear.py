@@ -17,7 +17,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .kernels.weight_only import split_counters
 from .tensor import QuantizedLinearWeight
 
 
@@ -51,7 +50,6 @@ class QuantizedLinear(nn.Linear):
             raise ValueError(f"zero points ({weight.zeros.dtype}) and scales ({weight.scales.dtype}) must share a dtype")
         self.quant_layout = weight.quant_layout
         self.weight_dtype = weight.dtype
-        self._format = weight.quant_layout.weight_format()
         self._has_zeros = weight.zeros is not None
         self._set_buffer("packed", weight.packed.detach())
         self._set_buffer("qparams", weight.scales.detach() if weight.zeros is None else
@@ -65,8 +63,8 @@ class QuantizedLinear(nn.Linear):
             self.register_buffer(name, t, persistent=False)
 
     def _refresh_counters(self):
-        self._set_buffer("split_counters", None if self._format is None else
-                         split_counters(self._format, self.out_features, self.in_features, self.packed.device))
+        self._set_buffer("split_counters", self.quant_layout.split_counters(self.out_features, self.in_features,
+                                                                             self.packed.device))
 
     @property
     def scales(self) -> torch.Tensor:

@@ -154,11 +154,12 @@ def _scaled_layout(act, weight, act_granularity, weight_granularity, group_size,
 
 def _scaled_linear(
     x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
-    bias: Optional[torch.Tensor], act: str, weight: str, act_granularity: str, weight_granularity: str,
+    bias: Optional[torch.Tensor], counters: Optional[torch.Tensor], act: str, weight: str, act_granularity: str, weight_granularity: str,
     group_size: int, static_scale: float, symmetric: bool, act_quant: str, out_features: int, in_features: int,
 ) -> torch.Tensor:
     """out[..., N] = quantize(x)[..., K] @ W_codes.T * scales + bias (tqk/kernels/scaled_mm.py): the
-    activation's scales (and, on the codes path, its codes) in torch ops, then the GEMM."""
+    activation's scales (and, on the codes path, its codes) in torch ops, then the GEMM. counters: the
+    layer's zeroed split-K slots, or None (functional as in weight_only_linear: left at zero)."""
     layout = _scaled_layout(act, weight, act_granularity, weight_granularity, group_size, static_scale, symmetric,
                             act_quant)
     fmt = layout.scaled_format()
@@ -173,9 +174,9 @@ def _scaled_linear(
         a_scales = activation_scales(a, act, act_granularity, static_scale)
     else:
         a, a_scales = quantize_activation(x2d, act, act_granularity, static_scale)
-    config = scaled_config(fmt, config_m, out_features, in_features, interpreting())
+    config = scaled_config(fmt, config_m, out_features, in_features, prologue, x.device)
     out = launch_scaled_mm(a, a_scales, packed, scales, zeros, bias, fmt, out_features, in_features, x.dtype,
-                           config, prologue, interpreting(), wrap=_WRAP)
+                           config, prologue, interpreting(), counters=counters, wrap=_WRAP)
     return out.reshape(*x.shape[:-1], out_features)
 
 
@@ -183,7 +184,7 @@ if interpreting():
     scaled_linear = torch.library.custom_op("tqk::scaled_linear", mutates_args=())(_scaled_linear)
 
     @scaled_linear.register_fake
-    def _(x, packed, scales, zeros, bias, act, weight, act_granularity, weight_granularity, group_size,
+    def _(x, packed, scales, zeros, bias, counters, act, weight, act_granularity, weight_granularity, group_size,
           static_scale, symmetric, act_quant, out_features, in_features):
         return x.new_empty(*x.shape[:-1], out_features)
 else:
@@ -191,7 +192,7 @@ else:
 
 
 def _scaled_setup_context(ctx, inputs, output):
-    x, packed, scales, zeros, bias, *fmt, n, k = inputs
+    x, packed, scales, zeros, bias, counters, *fmt, n, k = inputs
     ctx.save_for_backward(packed, scales, zeros)
     ctx.layout, ctx.in_features, ctx.x_dtype, ctx.has_bias = _scaled_layout(*fmt), k, x.dtype, bias is not None
 
@@ -205,17 +206,17 @@ def _scaled_backward(ctx, grad):
         grad_x = grad @ ctx.layout.dequantize(packed, scales, zeros, ctx.in_features, ctx.x_dtype)
     if ctx.has_bias and ctx.needs_input_grad[4]:
         grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0)
-    return (grad_x, None, None, None, grad_bias) + (None,) * 10
+    return (grad_x, None, None, None, grad_bias) + (None,) * 11
 
 
 scaled_linear.register_autograd(_scaled_backward, setup_context=_scaled_setup_context)
 
 
-def scaled_linear_checked(x, packed, scales, zeros, bias, layout, *, dtype: torch.dtype, out_features: int,
-                          in_features: int) -> torch.Tensor:
+def scaled_linear_checked(x, packed, scales, zeros, bias, counters, layout, *, dtype: torch.dtype,
+                          out_features: int, in_features: int) -> torch.Tensor:
     """Check the inputs, then run the activation-quantized op (ScaledLayout.linear)."""
     check_linear_inputs(x, bias, dtype=dtype, device=packed.device, in_features=in_features,
                         out_features=out_features)
-    return scaled_linear(x, packed, scales, zeros, bias, layout.act, layout.weight, layout.act_granularity,
+    return scaled_linear(x, packed, scales, zeros, bias, counters, layout.act, layout.weight, layout.act_granularity,
                          layout.weight_granularity, layout.group_size, layout.static_scale, layout.symmetric,
                          layout.act_quant, out_features, in_features)

@@ -2,11 +2,18 @@
 
     python -m tqk.tune                      # Llama-3-8B shapes, M = 1, 16, 128, 2048, all formats
     python -m tqk.tune --shapes 4096x4096 --m 1 8 --formats int4_g128
+    python -m tqk.tune --family scaled      # the activation-quantized GEMM: int8dq, fp8dq-row, w4a8-int8
+    python -m tqk.tune --family scaled --m 1 16 2048 --act-quant both --formats int8dq fp8dq-tensor
 
 Each (format, N, K, M bucket) gets the fastest of a small search space around the heuristic,
 timed by CUDA-graph replay over enough weight copies to defeat the L2 (tqk.bench.timing), so
 neither Python launch cost nor cached weights bias the choice. Existing entries for other
 shapes are kept. Prints each winner beside bf16 F.linear on the same shape.
+
+The scaled family times the GEMM alone on an activation quantized beforehand (the tile does not
+change the quantization's kernel), on the path tqk.kernels.scaled_mm.quantize_in_prologue picks for
+that M (`--act-quant both`: the prologue and the codes path each, keyed apart); its candidates are
+compiled in parallel threads first (`--jobs`), so the search costs little more than its timing.
 """
 from __future__ import annotations
 
@@ -18,15 +25,29 @@ import torch
 import torch.nn.functional as F
 import triton
 
-from .configs import Float8WeightOnlyConfig, Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_weight
+from .configs import (Float8DynamicActivationFloat8WeightConfig, Float8DynamicActivationInt4WeightConfig,
+                      Float8WeightOnlyConfig, Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig,
+                      Int8DynamicActivationIntxWeightConfig, Int8WeightOnlyConfig, quantize_weight)
+from .kernels import scaled_mm
+from .kernels.scaled_mm import ScaledConfig, launch_scaled_mm, scaled_heuristic, scaled_table_key
 from .kernels.tuning import KernelConfig, gpu_traits, heuristic, m_bucket, results_file, table_key
 from .kernels.weight_only import launch_weight_only
+from .quant.activation import activation_scales, quantize_activation
+from .quant.granularity import PerBlock, PerRow
 
 FORMATS = {
     "int4_g128": Int4WeightOnlyConfig(group_size=128),
     "int4_g32": Int4WeightOnlyConfig(group_size=32),
     "int8": Int8WeightOnlyConfig(),
     "fp8": Float8WeightOnlyConfig(),
+}
+SCALED_FORMATS = {
+    "int8dq": Int8DynamicActivationInt8WeightConfig(),
+    "fp8dq-row": Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
+    "fp8dq-tensor": Float8DynamicActivationFloat8WeightConfig(),
+    "fp8dq-block": Float8DynamicActivationFloat8WeightConfig(granularity=[PerBlock((1, 128)), PerBlock((128, 128))]),
+    "w4a8-int8": Int8DynamicActivationIntxWeightConfig(),
+    "w4a8-fp8": Float8DynamicActivationInt4WeightConfig(),
 }
 LLAMA3_8B = ["6144x4096", "4096x4096", "28672x4096", "4096x14336"]
 
@@ -61,6 +82,23 @@ def candidates(m: int, biased: bool = False) -> list[KernelConfig]:
             for bn, bm, w in ((128, 128, 8), (128, 256, 8), (256, 128, 8), (128, 128, 4), (64, 256, 8))
             for st in (3,) for od in (False, True) for bs in (False, True)]
 
+def scaled_candidates(fmt, m: int) -> list[ScaledConfig]:
+    """The scaled GEMM's search space for M (bucketed). BLOCK_K: the scale step where scales change
+    along K (the group, the 128 block), else 128 (and 256 for small M, which streams the weight)."""
+    steps = [fmt.group] if fmt.group else [128, 256]
+    if m <= 64:  # memory-bound: narrow tiles or K split over programs to use every SM
+        bm = max(16, 1 << (m - 1).bit_length())
+        return [ScaledConfig(bm, bn, bk, num_warps=4, num_stages=4, split_k=sk)
+                for bn, splits in ((16, (1, 2)), (32, (1, 2, 4)), (64, (1, 2, 4, 8))) for bk in steps for sk in splits]
+    if m <= 256:
+        return [ScaledConfig(bm, bn, steps[0], num_warps=w, num_stages=st)
+                for bm, bn, w, st in ((64, 64, 4, 4), (64, 128, 4, 4), (128, 64, 4, 4), (128, 128, 8, 3), (128, 128, 4, 4))]
+    return [ScaledConfig(bm, bn, steps[0], num_warps=w, num_stages=st)
+            for bm, bn, w, st in ((128, 128, 8, 3), (128, 128, 8, 4), (128, 128, 8, 5), (128, 128, 4, 4),
+                                  (128, 256, 8, 3), (128, 256, 8, 4), (256, 128, 8, 3), (256, 128, 8, 4),
+                                  (64, 128, 4, 4), (64, 128, 4, 5), (128, 64, 4, 4), (64, 256, 8, 3))]
+
+
 def tune_one(weights, x, config_list, bench):
     fmt = weights[0].quant_layout.weight_format()
     n, k = weights[0].shape
@@ -78,13 +116,111 @@ def tune_one(weights, x, config_list, bench):
     return best
 
 
+def _compile_all(compile_one, items, jobs: int):
+    """compile_one(item) for each item, in `jobs` threads (Triton's compiler and ptxas run outside the
+    GIL), the first alone (it initializes the driver); failures are left for the timing to skip."""
+    items = list(items)
+    if not items:
+        return
+    try:
+        compile_one(items[0])
+    except Exception:  # noqa: BLE001 - out of resources: the timing skips it
+        pass
+
+    def quiet(item):
+        try:
+            compile_one(item)
+        except Exception:  # noqa: BLE001
+            pass
+    if jobs <= 1:
+        for item in items[1:]:
+            quiet(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(quiet, items[1:]))
+
+
+def tune_scaled(args, device, table, bench, bf16_time) -> list:
+    """The scaled family: for each shape, format, M and path, the fastest of scaled_candidates."""
+    from .bench.timing import copies_needed, l2_cache_bytes
+
+    counters = torch.zeros(1 << 17, dtype=torch.int32, device=device)  # zeroed split-K slots (left at zero)
+    interpreted = device.type != "cuda"  # (a CPU smoke test through Triton's interpreter)
+    rows = []
+    for shape in args.shapes:
+        n, k = map(int, shape.split("x"))
+        w = torch.randn(n, k, dtype=torch.bfloat16, device=device) * k**-0.5
+        xs = {m: torch.randn(m, k, dtype=torch.bfloat16, device=device) for m in args.m}
+        t_bf16 = {m: bf16_time(w, xs[m]) for m in args.m}
+        for fname in args.formats:
+            qw = quantize_weight(w, SCALED_FORMATS[fname])
+            layout = qw.quant_layout
+            fmt = layout.scaled_format()
+            copies = 1 if interpreted else copies_needed(qw.packed_nbytes, l2_cache_bytes())
+            weights = [qw] + [qw.clone() for _ in range(copies - 1)]
+            for m in args.m:
+                auto = scaled_mm.quantize_in_prologue("auto", fmt.a_scale, m)
+                for quantize_a in ((auto,) if args.act_quant == "auto" else (True, False)):
+                    x = xs[m]
+                    if quantize_a:
+                        a, a_scales = x, activation_scales(x, layout.act, layout.act_granularity, layout.static_scale)
+                    else:
+                        a, a_scales = quantize_activation(x, layout.act, layout.act_granularity, layout.static_scale)
+                    cands = scaled_candidates(fmt, m)
+                    h = scaled_heuristic(fmt, m, n, k)
+                    if h not in cands:
+                        cands.append(h)
+
+                    def launch(cfg, qw=qw, warmup=False, a=a, a_scales=a_scales, quantize_a=quantize_a):
+                        return launch_scaled_mm(a, a_scales, qw.packed, qw.scales, qw.zeros, None, fmt, n, k,
+                                                torch.bfloat16, cfg, quantize_a, interpreted, counters=counters,
+                                                warmup=warmup)
+                    if not interpreted:
+                        _compile_all(lambda cfg: launch(cfg, warmup=True), cands, args.jobs)
+                    best = None
+                    for cfg in cands:
+                        calls = [lambda a, qw=qw, cfg=cfg: launch(cfg, qw) for qw in weights]
+                        try:
+                            t = bench(calls, a, settle_s=0.05)
+                        except Exception as e:  # out of resources for this tile: not a candidate here
+                            print(f"    skip {cfg}: {type(e).__name__}")
+                            continue
+                        if best is None or t < best[0]:
+                            best = (t, cfg)
+                    if best is None:
+                        continue
+                    t, cfg = best
+                    table["configs"][table_key(scaled_table_key(fmt, quantize_a), n, k, m)] = cfg.to_json()
+                    path = "prologue" if quantize_a else "codes"
+                    rows.append((fname, path, shape, m, t * 1e3, t_bf16[m] * 1e3, cfg))
+                    print(f"{fname:12s} {path:8s} {shape:11s} M={m:<5d} {t*1e3:8.1f} us  bf16 {t_bf16[m]*1e3:8.1f} us  "
+                          f"x{t_bf16[m]/t:5.2f}  {cfg}", flush=True)
+            del weights
+        args.write(table)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--family", default="weight_only", choices=["weight_only", "scaled"])
     p.add_argument("--shapes", nargs="+", default=LLAMA3_8B, help="NxK (out x in)")
-    p.add_argument("--m", nargs="+", type=int, default=[1, 16, 128, 2048])
-    p.add_argument("--formats", nargs="+", default=["int4_g128", "int8", "fp8"], choices=sorted(FORMATS))
+    p.add_argument("--m", nargs="+", type=int, default=None, help="default 1 16 128 2048 (scaled: 1 16 2048)")
+    p.add_argument("--formats", nargs="+", default=None,
+                   help=f"weight_only: {sorted(FORMATS)} (default int4_g128 int8 fp8); "
+                        f"scaled: {list(SCALED_FORMATS)} (default int8dq fp8dq-row w4a8-int8)")
+    p.add_argument("--act-quant", default="auto", choices=["auto", "both"],
+                   help="scaled: tune the path quantize_in_prologue picks per M, or the prologue and codes each")
+    p.add_argument("--jobs", type=int, default=min(16, os.cpu_count() or 1), help="scaled: compile threads")
     p.add_argument("--out", default=None, help="JSON path (default: autotune_results/<gpu>.json)")
     args = p.parse_args(argv)
+    scaled = args.family == "scaled"
+    known = SCALED_FORMATS if scaled else FORMATS
+    args.formats = args.formats or (["int8dq", "fp8dq-row", "w4a8-int8"] if scaled else ["int4_g128", "int8", "fp8"])
+    args.m = args.m or ([1, 16, 2048] if scaled else [1, 16, 128, 2048])
+    unknown = [f for f in args.formats if f not in known]
+    if unknown:
+        p.error(f"unknown {args.family} formats {unknown}; choose from {sorted(known)}")
     if not torch.cuda.is_available():
         raise SystemExit("tqk.tune needs a CUDA GPU")
     device = torch.device("cuda")
@@ -93,11 +229,24 @@ def main(argv=None):
     table = json.loads(open(path).read()) if os.path.exists(path) else {"configs": {}}
     table.update(gpu.to_json(), torch=torch.__version__, triton=triton.__version__)
 
+    def write(table):  # after every shape, so an interrupted run keeps its results
+        with open(path, "w") as f:
+            json.dump(table, f, indent=1, sort_keys=True)
+    args.write = write
+
     from .bench.timing import copies_needed, l2_cache_bytes, time_calls
 
-    def bench(calls, x):
-        return time_calls(calls, x, reps=15, warmup=2, min_replay_s=5e-4).median_s * 1e3  # ms
+    def bench(calls, x, settle_s=0.1):
+        return time_calls(calls, x, reps=15, warmup=2, min_replay_s=5e-4, settle_s=settle_s).median_s * 1e3  # ms
 
+    def bf16_time(w, x):
+        copies = [w] + [w.clone() for _ in range(copies_needed(w.numel() * 2, l2_cache_bytes()) - 1)]
+        return bench([lambda x, w=w: F.linear(x, w) for w in copies], x)
+
+    if scaled:
+        rows = tune_scaled(args, device, table, bench, bf16_time)
+        print(f"wrote {path}")
+        return rows
     rows = []
     for shape in args.shapes:
         n, k = map(int, shape.split("x"))
@@ -121,8 +270,7 @@ def main(argv=None):
                 rows.append((fname, shape, m, t * 1e3, t_bf16 * 1e3, t_bf16 / t, cfg))
                 print(f"{fname:10s} {shape:11s} M={m:<5d} {t*1e3:8.1f} us  bf16 {t_bf16*1e3:8.1f} us  "
                       f"x{t_bf16/t:5.2f}  {cfg}", flush=True)
-        with open(path, "w") as f:  # after every shape, so an interrupted run keeps its results
-            json.dump(table, f, indent=1, sort_keys=True)
+        write(table)
     print(f"wrote {path}")
     return rows
 

@@ -163,3 +163,78 @@ def test_op_picks_kernel_by_m_and_handles_empty_input(m):
     assert out.shape == (m, 24)
     T.assert_close_to_reference(out, T.reference_linear(x, lin.weight, lin.bias), x=x, weight=lin.weight,
                                 bias=lin.bias)
+
+
+# ------------------------------------------------------------------------------------------
+# The scaled GEMM (tqk/kernels/scaled_mm.py): its entries in the same files, and its tuner
+# ------------------------------------------------------------------------------------------
+def test_scaled_configs_from_the_table(tmp_path, monkeypatch, clear_tuning_caches):
+    """Scaled entries share the file with weight-only ones, keyed by format and path (prologue apart from
+    codes); a shape, bucket or path not in it gets scaled_heuristic; on the CPU the interpreter's."""
+    from tqk.kernels import scaled_mm as sm
+    from tqk.layouts import ScaledLayout
+
+    fmt = ScaledLayout(act="e4m3", weight="e4m3").scaled_format()
+    gpu = GpuTraits("Fake GPU 9000 (test)", (9, 0), 132)
+    prologue = sm.ScaledConfig(16, 32, 256, num_warps=4, num_stages=5, split_k=4)
+    codes = sm.ScaledConfig(128, 256, 128, num_warps=8, num_stages=4)
+    weight_only = KernelConfig("gemm", block_n=32, block_m=16)
+    (tmp_path / "Fake_GPU_9000_test.json").write_text(json.dumps(dict(gpu.to_json(), configs={
+        table_key(sm.scaled_table_key(fmt, True), 512, 1024, 16): prologue.to_json(),
+        table_key(sm.scaled_table_key(fmt, False), 512, 1024, 2048): codes.to_json(),
+        table_key("uint4_g128_tensor", 512, 1024, 16): weight_only.to_json()})))
+    monkeypatch.setenv("TQK_AUTOTUNE_DIR", str(tmp_path))
+    assert sm.scaled_table_key(fmt, True) == "scaled_e4m3_row_e4m3_row_prologue"
+    for m in (9, 16):
+        assert sm._scaled_select(fmt, 512, 1024, m_bucket(m), True, gpu) == prologue
+    assert sm._scaled_select(fmt, 512, 1024, 16, False, gpu) == sm.scaled_heuristic(fmt, 16, 512, 1024)
+    assert sm._scaled_select(fmt, 512, 1024, 2048, False, gpu) == codes
+    assert sm._scaled_select(fmt, 512, 2048, 2048, False, gpu) == sm.scaled_heuristic(fmt, 2048, 512, 2048)
+    assert tuning._select("uint4_g128_tensor", 512, 1024, 16, gpu) == weight_only
+    assert sm.scaled_config(fmt, 16, 512, 1024, True, torch.device("cpu")) == \
+        sm.scaled_heuristic(fmt, 16, 512, 1024, interpreted=True)
+
+
+@pytest.mark.parametrize("m", [1, 16, 64, 2048])
+def test_scaled_heuristic_and_candidates_are_runnable(m):
+    """Every tile the heuristic or the tuner's search space gives: dot sides >= 16, BLOCK_K the scale
+    step where scales change along K, split-K only for small M (it needs the layer's counters)."""
+    from tqk.kernels import scaled_mm as sm
+    from tqk.layouts import ScaledLayout
+    from tqk.tune import scaled_candidates
+
+    for layout in ScaledLayout.examples():
+        fmt = layout.scaled_format()
+        for n, k in ((4096, 4096), (28672, 4096), (4096, 14336), (100, 384)):
+            for cfg in scaled_candidates(fmt, m) + [sm.scaled_heuristic(fmt, m, n, k)]:
+                assert min(cfg.block_m, cfg.block_n, cfg.block_k) >= 16 and cfg.block_m >= min(m, 16)
+                assert {cfg.block_m, cfg.block_n, cfg.block_k} <= POW2 | {256}
+                assert cfg.block_k == fmt.group if fmt.group else cfg.block_k in (128, 256)
+                assert cfg.split_k == 1 or m <= sm.PROLOGUE_MAX_M
+
+
+def test_tune_scaled_writes_entries_the_selection_reads(clear_tuning_caches):
+    """The scaled tuner on a tiny shape through the interpreter (the timing faked: each call runs once):
+    one entry per (format, path, M bucket), under the key scaled_config looks up, each a candidate."""
+    import argparse
+
+    import tqk.tune as tune
+    from tqk.kernels import scaled_mm as sm
+
+    args = argparse.Namespace(shapes=["48x256"], m=[1], formats=["int8dq", "w4a8-fp8"], act_quant="both", jobs=1)
+    table, written = {"configs": {}}, []
+    args.write = lambda t: written.append(len(t["configs"]))
+    times = iter(range(10_000))
+
+    def bench(calls, x, settle_s=0.1):
+        for call in calls:
+            assert call(x).shape == (x.shape[0], 48)
+        return 1.0 + next(times) % 5
+
+    rows = tune.tune_scaled(args, torch.device("cpu"), table, bench, lambda w, x: 1.0)
+    assert len(rows) == 4 and written == [4]
+    for fname in args.formats:
+        fmt = tune.SCALED_FORMATS[fname].layout().scaled_format()
+        for prologue in (True, False):
+            entry = table["configs"][table_key(sm.scaled_table_key(fmt, prologue), 48, 256, 1)]
+            assert sm.ScaledConfig(**entry) in tune.scaled_candidates(fmt, 1) + [sm.scaled_heuristic(fmt, 1, 48, 256)]

@@ -379,6 +379,41 @@ def test_prologue_and_codes_paths_agree_and_match_reference(layout):
     assert torch.equal(outs["prologue"][others], outs["codes"][others])
 
 
+@pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
+def test_split_k_matches_reference_and_leaves_counters_at_zero(layout, monkeypatch):
+    """Split-K (a tuned choice for small M): K split over programs, the last program of each tile to
+    arrive adds the partials in order and runs the epilogue, leaving its counter at zero. int8 x int8
+    with row scales adds int32 partials: the unsplit result bit for bit; the others within the float64
+    reference's bound. M = 33 has three row tiles; both activation paths; with the caller's counters
+    and without (then zeroed for the call)."""
+    import tqk.ops
+    from tqk.kernels.scaled_mm import ScaledConfig
+
+    fmt = layout.scaled_format()
+    block_k = fmt.group or 32
+    k = block_k * 3 if fmt.group else 5 * 32 - 7  # 3 splits of whole steps (the last step partial if any K goes)
+    n, dtype = 45, torch.bfloat16
+    qw = _weight_for(layout, n, k, dtype, "normal", 3)
+    b = torch.randn(n, generator=torch.Generator().manual_seed(2)).to(dtype).to(DEVICE)
+    counters = torch.zeros(64, dtype=torch.int32, device=DEVICE)
+    chosen = {}
+    monkeypatch.setattr(tqk.ops, "scaled_config", lambda *args: chosen["config"])
+    exact = layout.act == "int8" and fmt.a_scale != "block" and fmt.w_scale == "row"
+    for m, act_quant in ((1, "prologue"), (33, "codes")):
+        x = _mixed_rows(m, k, dtype, m)
+        w = _forced(qw, act_quant)
+        chosen["config"] = ScaledConfig(16, 32, block_k, num_stages=1)
+        unsplit = w.linear(x, b)
+        chosen["config"] = ScaledConfig(16, 32, block_k, num_stages=1, split_k=3)
+        out = w.linear(x, b, counters)
+        assert int(counters.count_nonzero()) == 0, "split-K left a counter set"
+        T.assert_close_to_scaled_reference(out, x, w, b, msg=f"split-K M={m} {act_quant}")
+        if m == 1:
+            assert torch.equal(w.linear(x, b), out)  # its own zeroed counters: the same sums in the same order
+        if exact:
+            assert torch.equal(out, unsplit), "int32 partial sums must give the unsplit result"
+
+
 def test_quantize_in_prologue_policy():
     """"auto": the prologue for small M (the small-M region of tqk.ops), and at any M per tensor and per
     1x128 block (two kernels per linear); forced either way by act_quant; anything else refused."""

@@ -269,10 +269,19 @@ def _tqk_prepared(qw, b, opts=None) -> Prepared:
     if qw.quant_layout.family == "weight_only":
         return Prepared(lambda x: F.linear(x, qw, b), tensor_bytes(qw), copy=lambda: _tqk_prepared(qw.clone(), b))
     # activation-quantized: compiled like the _scaled_mm peer, so the activation's quantization is one
-    # fused kernel as in a compiled model (eagerly it is several torch ops)
-    comp = _compiled(f"tqk-{qw.quant_layout}", tuple(qw.shape), _linear_core, opts.compile and qw.is_cuda)
-    return Prepared(lambda x: comp(x, qw, b), tensor_bytes(qw), note="act quant timed", compiled=comp,
-                    copy=lambda: _tqk_prepared(qw.clone(), b, opts))
+    # fused kernel as in a compiled model (eagerly it is several torch ops); called as QuantizedLinear
+    # calls it, on the plain buffers and the device's split-K counters
+    layout, (n, k) = qw.quant_layout, tuple(qw.shape)
+    counters = layout.split_counters(n, k, qw.device)
+    comp = _compiled(f"tqk-{layout}", (n, k), _scaled_layer_call(layout, n, k, qw.dtype), opts.compile and qw.is_cuda)
+    return Prepared(lambda x: comp(x, qw.packed, qw.scales, qw.zeros, b, counters), tensor_bytes(qw),
+                    note="act quant timed", compiled=comp, copy=lambda: _tqk_prepared(qw.clone(), b, opts))
+
+
+def _scaled_layer_call(layout, n: int, k: int, dtype):
+    def scaled_layer(x, packed, scales, zeros, bias, counters):
+        return layout.linear(x, packed, scales, zeros, bias, counters, dtype=dtype, out_features=n, in_features=k)
+    return scaled_layer
 
 
 # ----------------------------------------------------------------------------- torch tinygemm

@@ -28,7 +28,8 @@ integer codes is exact (|sum| < 2**24 for BLOCK_K <= 128 x 127 x 127) and is rou
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import asdict, dataclass
 
 import torch
 import triton
@@ -36,6 +37,7 @@ import triton.language as tl
 
 from triton.language.extra import libdevice
 
+from . import tuning
 from .decode import decode_codes
 
 A_SCALES = ("row", "tensor", "block")  # static scales arrive as rows of one value (per tensor too, as codes)
@@ -170,13 +172,34 @@ def _dot(a, w, acc_dtype: tl.constexpr, DOT_F32: tl.constexpr):
 
 
 @triton.jit
+def _epilogue(acc, a_scale, w_scale_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m, mask_n, stride_om,
+              A_SCALE: tl.constexpr, W_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """The scales that do not change along K, the bias, and the store in the output's dtype."""
+    out = acc.to(tl.float32)
+    if A_SCALE != "block":
+        out = out * a_scale[:, None]
+    if W_SCALE == "row":
+        out = out * tl.load(w_scale_ptr + rn_c).to(tl.float32)[None, :]
+    if HAS_BIAS:
+        out += tl.load(bias_ptr + rn_c).to(tl.float32)[None, :]
+    out_ptrs = out_ptr + rm[:, None].to(tl.int64) * stride_om + rn[None, :]
+    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+@triton.jit
 def scaled_mm_kernel(
-    a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, w_zero_ptr, bias_ptr, out_ptr,
-    M, N, K, stride_am, stride_wn, stride_om, a_scale_stride,
+    a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, w_zero_ptr, bias_ptr, out_ptr, part_ptr, count_ptr,
+    M, N, K, stride_am, stride_wn, stride_om, a_scale_stride, steps_per_split, stride_part,
     ACT: tl.constexpr, WEIGHT: tl.constexpr, A_SCALE: tl.constexpr, W_SCALE: tl.constexpr,
     HAS_BIAS: tl.constexpr, QUANTIZE_A: tl.constexpr, DOT_F32: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    SPLIT_K: tl.constexpr,
 ):
+    """SPLIT_K > 1 (small M: more programs than N's tiles give): program (tile, s) takes steps_per_split
+    K steps from step s * steps_per_split and stores its partial sums (int32 for int8 x int8 with row
+    scales: exact, so the result is the unsplit one bit for bit) to part_ptr [SPLIT_K, M, N] (stride_part
+    = M * N); the last program of a tile to arrive (count_ptr, one zeroed int32 per tile, left at zero)
+    adds the partials in order of s and runs the epilogue."""
     pid = tl.program_id(0)
     num_m, num_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
     width = GROUP_M * num_n  # GROUP_M row tiles walk N together: their weight tiles share the L2
@@ -198,11 +221,18 @@ def scaled_mm_kernel(
         if QUANTIZE_A and A_SCALE == "tensor":  # the rows' own scales in: the largest finite one is the tensor's
             a_scale = tl.where(tl.abs(a_scale) <= 3.4028234663852886e38, _finite_max(a_scale_ptr, M, 512), a_scale)
         a_inv = _inverse(a_scale)[:, None]  # (prologue only)
-    for k0 in range(0, K, BLOCK_K):
+    else:
+        a_scale = tl.zeros((BLOCK_M,), dtype=tl.float32)  # (not read: block scales multiply each K step)
+    if SPLIT_K == 1:
+        k_begin, k_end = 0, K
+    else:
+        k_begin = tl.program_id(1) * steps_per_split * BLOCK_K
+        k_end = tl.minimum(K, k_begin + steps_per_split * BLOCK_K)
+    for k0 in range(k_begin, k_end, BLOCK_K):
         kb = k0 // BLOCK_K
         if A_SCALE == "block":
-            a_scale = tl.load(a_scale_ptr + rm_c * a_scale_stride + kb).to(tl.float32)
-            a_inv = _inverse(a_scale)[:, None]  # (prologue only)
+            a_step = tl.load(a_scale_ptr + rm_c * a_scale_stride + kb).to(tl.float32)
+            a_inv = _inverse(a_step)[:, None]  # (prologue only)
         if WEIGHT == "int4":
             # byte j of a group holds codes j (low nibble) and j + GROUP // 2 (high nibble)
             rk = k0 + tl.arange(0, HALF)
@@ -228,7 +258,7 @@ def scaled_mm_kernel(
         if K_STEPS:
             step = part.to(tl.float32)
             if A_SCALE == "block":
-                step = step * a_scale[:, None]
+                step = step * a_step[:, None]
             if W_SCALE == "block":
                 step = step * tl.load(w_scale_ptr + (rn_c // BLOCK_K) * (K // BLOCK_K) + kb).to(tl.float32)[None, :]
             if W_SCALE == "group":
@@ -236,39 +266,93 @@ def scaled_mm_kernel(
             acc += step
         else:
             acc += part
-    out = acc.to(tl.float32)
-    if A_SCALE != "block":
-        out = out * a_scale[:, None]
-    if W_SCALE == "row":
-        out = out * tl.load(w_scale_ptr + rn_c).to(tl.float32)[None, :]
-    if HAS_BIAS:
-        out += tl.load(bias_ptr + rn_c).to(tl.float32)[None, :]
-    out_ptrs = out_ptr + rm[:, None].to(tl.int64) * stride_om + rn[None, :]
-    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+    if SPLIT_K == 1:
+        _epilogue(acc, a_scale, w_scale_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m, mask_n, stride_om,
+                  A_SCALE, W_SCALE, HAS_BIAS)
+    else:
+        mask = mask_m[:, None] & mask_n[None, :]
+        parts = part_ptr + rm_c[:, None].to(tl.int64) * N + rn_c[None, :]
+        tl.store(parts + tl.program_id(1).to(tl.int64) * stride_part, acc, mask=mask)
+        tl.debug_barrier()  # every thread's partial is stored before the count says so
+        counter = count_ptr + pid_m * num_n + pid_n
+        if tl.atomic_add(counter, 1, sem="acq_rel") == SPLIT_K - 1:
+            total = tl.zeros((BLOCK_M, BLOCK_N), dtype=acc.dtype)
+            for s in tl.static_range(SPLIT_K):
+                total += tl.load(parts + s * stride_part, mask=mask, other=0, cache_modifier=".cg")
+            _epilogue(total, a_scale, w_scale_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m, mask_n, stride_om,
+                      A_SCALE, W_SCALE, HAS_BIAS)
+            tl.atomic_xchg(counter, 0, sem="relaxed")  # ready for the next call
 
 
 @dataclass(frozen=True)
 class ScaledConfig:
+    """A tile of the scaled GEMM: what autotune_results/ stores per (format, N x K, M bucket)."""
+
     block_m: int
     block_n: int
-    block_k: int
+    block_k: int  # the scale step when scales change along K (blocks, groups); else any power of two >= 16
     num_warps: int = 4
     num_stages: int = 3
     group_m: int = 8
+    split_k: int = 1  # > 1: K split across programs (small M), the partials added by the last (counters)
+
+    def to_json(self) -> dict:
+        return asdict(self)
 
 
-def scaled_config(fmt: ScaledFormat, m: int, n: int, k: int, interpreted: bool) -> ScaledConfig:
-    """Tiles by M (untuned heuristics; autotune_results/ has no entries for this family yet). BLOCK_K is
-    the scale step when scales change along K; the interpreter takes few, large tiles."""
+def scaled_table_key(fmt: ScaledFormat, quantize_a: bool) -> str:
+    """The format part of the key in autotune_results/ (the prologue reads and quantizes float tiles:
+    tuned apart from the codes path)."""
+    return (f"scaled_{fmt.act}_{fmt.a_scale}_{fmt.weight}_{fmt.w_scale}{fmt.group or ''}"
+            f"{'_prologue' if quantize_a else ''}")
+
+
+def scaled_heuristic(fmt: ScaledFormat, m: int, n: int, k: int, interpreted: bool = False) -> ScaledConfig:
+    """Tiles for shapes never tuned. Small M: 64-wide tiles, K split until about two programs per SM
+    of a 132-SM GPU (N / 64 tiles alone leave most of them idle; smaller tiles would also quantize the
+    activation in the prologue again for each of them). BLOCK_K is the scale step when scales change
+    along K; the interpreter takes few, large tiles and no split."""
     block_k = fmt.group if fmt.group else (128 if k >= 128 else max(16, triton.next_power_of_2(k)))
     if interpreted:
         return ScaledConfig(block_m=min(64, max(16, triton.next_power_of_2(m))),
                             block_n=min(128, max(16, triton.next_power_of_2(n))), block_k=block_k, num_stages=1)
     if m <= 16:
-        return ScaledConfig(16, 64, block_k, num_warps=4, num_stages=4)
+        tiles, steps = triton.cdiv(n, 64), triton.cdiv(k, block_k)
+        split = 1
+        while split < 8 and tiles * split * 2 <= 264 and steps >= 4 * split * 2:
+            split *= 2
+        return ScaledConfig(16, 64, block_k, num_warps=4, num_stages=4, split_k=split)
     if m <= 64:
         return ScaledConfig(64, 64, block_k, num_warps=4, num_stages=4)
     return ScaledConfig(128, 128, block_k, num_warps=8, num_stages=3)
+
+
+@functools.lru_cache(maxsize=4096)
+def _scaled_select(fmt: ScaledFormat, n: int, k: int, bucket: int, quantize_a: bool, gpu) -> ScaledConfig:
+    found = tuning.tuned_entry(scaled_table_key(fmt, quantize_a), n, k, bucket, gpu)
+    return ScaledConfig(**found) if found is not None else scaled_heuristic(fmt, bucket, n, k)
+
+
+def scaled_config(fmt: ScaledFormat, m: int, n: int, k: int, quantize_a: bool, device: torch.device) -> ScaledConfig:
+    """The tile for this call: autotune_results/ (`python -m tqk.tune --family scaled`), keyed by format,
+    path (prologue or codes), N x K and M's bucket; else scaled_heuristic. On the CPU (interpreter)
+    the interpreter's heuristic."""
+    if device.type != "cuda":
+        return scaled_heuristic(fmt, m, n, k, interpreted=True)
+    return _scaled_select(fmt, n, k, tuning.m_bucket(m), quantize_a, tuning.gpu_traits(device.index or 0))
+
+
+def split_counter_slots(fmt: ScaledFormat, n: int, k: int, device: torch.device) -> int:
+    """int32 counters a layer's split-K calls need: one per (M tile, N tile) of the largest M whose
+    config splits (a config of the small-M buckets serves M up to PROLOGUE_MAX_M under dynamic shapes)."""
+    slots = 0
+    for bucket in tuning.M_BUCKETS:
+        for quantize_a in (False, True):
+            config = scaled_config(fmt, bucket, n, k, quantize_a, device)
+            if config.split_k > 1:
+                rows = max(bucket, PROLOGUE_MAX_M)
+                slots = max(slots, triton.cdiv(rows, config.block_m) * triton.cdiv(n, config.block_n))
+    return slots
 
 
 ACT_QUANT = ("auto", "prologue", "codes")
@@ -290,22 +374,37 @@ def quantize_in_prologue(act_quant: str, a_scale: str, m: int) -> bool:
 
 def launch_scaled_mm(a, a_scales, w_codes, w_scales, w_zeros, bias, fmt: ScaledFormat, n: int, k: int,
                      out_dtype: torch.dtype, config: ScaledConfig, quantize_a: bool, interpreted: bool,
-                     wrap=None) -> torch.Tensor:
+                     counters: torch.Tensor | None = None, wrap=None, warmup: bool = False) -> torch.Tensor:
     """a: activation codes [M, K] (int8, or uint8 e4m3 bits) with a_scales [M] or [M, K // 128]
     (float32: quantize_activation's); or, quantize_a, the float activation [M, K] (unit stride along K)
     with activation_scales' scales, quantized in the GEMM's prologue. The weight's codes, scales and
-    zero points as its layout stores them (tqk/layouts/scaled.py)."""
+    zero points as its layout stores them (tqk/layouts/scaled.py). counters: zeroed int32 slots for
+    split-K (the layer's, split_counter_slots), left at zero; without them (or too few) a split-K call
+    zeroes its own, which costs a memset. warmup: compile the kernel for these arguments, launch nothing
+    (tqk.tune compiles its candidates in parallel so)."""
     m = a.shape[0]
     wrap = wrap or (lambda kernel: kernel)
     out = torch.empty((m, n), dtype=out_dtype, device=a.device)
-    grid = (triton.cdiv(m, config.block_m) * triton.cdiv(n, config.block_n),)
-    wrap(scaled_mm_kernel)[grid](
-        a, a_scales, w_codes, w_scales, w_scales if w_zeros is None else w_zeros,
-        w_scales if bias is None else bias, out, m, n, k, a.stride(0), w_codes.stride(0), out.stride(0),
-        a_scales.stride(0) if a_scales.dim() == 2 else 1,
-        ACT=fmt.act, WEIGHT=fmt.weight, A_SCALE=fmt.a_scale, W_SCALE=fmt.w_scale, HAS_BIAS=bias is not None,
-        QUANTIZE_A=quantize_a, DOT_F32=interpreted, EVEN_K=k % config.block_k == 0,
-        BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, GROUP_M=config.group_m,
-        num_warps=config.num_warps, num_stages=config.num_stages,
-    )
+    steps = triton.cdiv(k, config.block_k)
+    per_split = triton.cdiv(steps, max(1, config.split_k))
+    split_k = triton.cdiv(steps, per_split)  # no empty split
+    tiles = triton.cdiv(m, config.block_m) * triton.cdiv(n, config.block_n)
+    parts = counts = out  # never read without split-K
+    if split_k > 1:
+        exact = fmt.act == "int8" and fmt.a_scale != "block" and fmt.w_scale == "row"  # int32 partial sums
+        parts = torch.empty((split_k, m, n), dtype=torch.int32 if exact else torch.float32, device=a.device)
+        counts = counters
+        if counts is None or counts.numel() < tiles:
+            counts = torch.zeros(tiles, dtype=torch.int32, device=a.device)
+    args = (a, a_scales, w_codes, w_scales, w_scales if w_zeros is None else w_zeros,
+            w_scales if bias is None else bias, out, parts, counts, m, n, k, a.stride(0), w_codes.stride(0),
+            out.stride(0), a_scales.stride(0) if a_scales.dim() == 2 else 1, per_split, m * n)
+    consts = dict(ACT=fmt.act, WEIGHT=fmt.weight, A_SCALE=fmt.a_scale, W_SCALE=fmt.w_scale, HAS_BIAS=bias is not None,
+                  QUANTIZE_A=quantize_a, DOT_F32=interpreted, EVEN_K=k % config.block_k == 0,
+                  BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, GROUP_M=config.group_m,
+                  SPLIT_K=split_k, num_warps=config.num_warps, num_stages=config.num_stages)
+    if warmup:
+        scaled_mm_kernel.warmup(*args, grid=(tiles, split_k), **consts)
+        return out
+    wrap(scaled_mm_kernel)[(tiles, split_k)](*args, **consts)
     return out

@@ -1,7 +1,8 @@
 """Which kernel and tile a call uses: measured configs as data, a heuristic for the rest.
 
 Configs live in autotune_results/<gpu name>.json (written by `python -m tqk.tune`), keyed by
-"<format key>:<N>x<K>:m<M bucket>". A shape that is not in the GPU's own file is looked up in the
+"<format key>:<N>x<K>:m<M bucket>": KernelConfig's fields for the weight-only family, ScaledConfig's
+(tqk/kernels/scaled_mm.py, format keys "scaled_...") for the activation-quantized GEMM. A shape that is not in the GPU's own file is looked up in the
 files of its siblings (same compute capability and multiprocessor count, e.g. an H200 reads the
 H100's: the same SMs, so the same tiles fit and the same schedules fill the chip), then gets the
 heuristic, so a call never autotunes on the hot path. Files are read once per process.
@@ -89,10 +90,10 @@ def gpu_traits(index: int = 0) -> GpuTraits:
 
 @functools.lru_cache(maxsize=None)
 def _read_table(path: Path) -> tuple[dict, dict]:
-    """(metadata, {key: KernelConfig}) of one results file."""
+    """(metadata, {key: the entry's fields}) of one results file: KernelConfig's for the weight-only
+    family, ScaledConfig's (tqk/kernels/scaled_mm.py) for keys of the scaled family."""
     data = json.loads(path.read_text())
-    return {k: v for k, v in data.items() if k != "configs"}, \
-        {k: KernelConfig(**v) for k, v in data["configs"].items()}
+    return {k: v for k, v in data.items() if k != "configs"}, dict(data["configs"])
 
 
 @functools.lru_cache(maxsize=None)
@@ -113,16 +114,23 @@ def table_key(format_key: str, n: int, k: int, m: int) -> str:
     return f"{format_key}:{n}x{k}:m{m_bucket(m)}"
 
 
-@functools.lru_cache(maxsize=4096)
-def _select(format_key: str, n: int, k: int, bucket: int, gpu: GpuTraits | None) -> KernelConfig:
-    if gpu is None:
-        return heuristic(n, k, bucket, interpreted=True)
-    key = table_key(format_key, n, k, bucket)
+def tuned_entry(format_key: str, n: int, k: int, m: int, gpu: GpuTraits) -> dict | None:
+    """The fields of the tuned entry for this format, shape and M's bucket: the GPU's own file first,
+    then its siblings'; None if none has it."""
+    key = table_key(format_key, n, k, m)
     for path in tuned_files(gpu):
         found = _read_table(path)[1].get(key)
         if found is not None:
             return found
-    return heuristic(n, k, bucket)
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _select(format_key: str, n: int, k: int, bucket: int, gpu: GpuTraits | None) -> KernelConfig:
+    if gpu is None:
+        return heuristic(n, k, bucket, interpreted=True)
+    found = tuned_entry(format_key, n, k, bucket, gpu)
+    return KernelConfig(**found) if found is not None else heuristic(n, k, bucket)
 
 
 def select_config(format_key: str, n: int, k: int, m: int, device: torch.device) -> KernelConfig:

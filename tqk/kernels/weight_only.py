@@ -466,7 +466,13 @@ def split_counters(fmt: WeightFormat, n: int, k: int, device: torch.device) -> t
     warm-up and broke the next replay. Layers on one device share one buffer (the GEMVs run one after
     another on a stream and each leaves its counters at zero), so a whole model adds one graph input,
     not one per layer: each input costs CPU time on every CUDA-graph replay."""
-    slots = split_counter_slots(fmt, n, k, device)
+    return shared_counters(split_counter_slots(fmt, n, k, device), device)
+
+
+def shared_counters(slots: int, device) -> torch.Tensor | None:
+    """The device's one zeroed int32 counter buffer, at least `slots` long (None for 0): every split-K
+    kernel of tqk (the GEMV, the scaled GEMM) leaves its counters at zero, and they run one after
+    another on a stream, so all of a model's layers share it."""
     if slots == 0:
         return None
     device = torch.device(device)

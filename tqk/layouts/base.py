@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 
 from ..kernels import reference
-from ..kernels.weight_only import WeightFormat
+from ..kernels.weight_only import WeightFormat, split_counters
 from .packing import pack_planes, unpack_planes
 
 LAYOUTS: dict[str, type["Layout"]] = {}
@@ -62,6 +62,10 @@ class Layout:
     def dequantize(self, packed, scales, zeros, in_features: int, dtype: torch.dtype) -> torch.Tensor:
         """The float weight [N, K]: (decode(code) - zero) * scale, rounded once to `dtype`."""
         return reference.dequantize(packed, scales, zeros, self.weight_format(), in_features, dtype)
+
+    def split_counters(self, out_features: int, in_features: int, device) -> torch.Tensor | None:
+        """Zeroed int32 counters for this layer's split-K calls (one buffer shared per device), or None."""
+        return split_counters(self.weight_format(), out_features, in_features, device)
 
     def linear(self, x, packed, scales, zeros, bias, counters, *, dtype, out_features, in_features):
         """x @ dequantize(W).T + bias through this layout's op (checked inputs)."""

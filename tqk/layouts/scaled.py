@@ -24,7 +24,8 @@ from typing import ClassVar
 
 import torch
 
-from ..kernels.scaled_mm import ACT_QUANT, BLOCK, ScaledFormat
+from ..kernels.scaled_mm import ACT_QUANT, BLOCK, ScaledFormat, split_counter_slots
+from ..kernels.weight_only import shared_counters
 from .base import Layout, register_layout
 
 ACT = ("int8", "e4m3")
@@ -79,7 +80,11 @@ class ScaledLayout(Layout):
                             self.group_size if self.weight == "int4" else (BLOCK if block else 0))
 
     def weight_format(self):
-        return None  # not a weight-only format: no split-K counters, its own pack and dequantize
+        return None  # not a weight-only format: its own pack, dequantize and split-K counters
+
+    def split_counters(self, out_features: int, in_features: int, device) -> torch.Tensor | None:
+        slots = split_counter_slots(self.scaled_format(), out_features, in_features, torch.device(device))
+        return shared_counters(slots, device)
 
     @classmethod
     def examples(cls):
@@ -172,5 +177,5 @@ class ScaledLayout(Layout):
     def linear(self, x, packed, scales, zeros, bias, counters, *, dtype, out_features, in_features):
         from .. import ops
 
-        return ops.scaled_linear_checked(x, packed, scales, zeros, bias, self, dtype=dtype,
+        return ops.scaled_linear_checked(x, packed, scales, zeros, bias, counters, self, dtype=dtype,
                                          out_features=out_features, in_features=in_features)
