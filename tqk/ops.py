@@ -154,8 +154,9 @@ def _scaled_layout(act, weight, act_granularity, weight_granularity, group_size,
 
 def _scaled_linear(
     x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
-    bias: Optional[torch.Tensor], counters: Optional[torch.Tensor], act: str, weight: str, act_granularity: str, weight_granularity: str,
-    group_size: int, static_scale: float, symmetric: bool, act_quant: str, out_features: int, in_features: int,
+    bias: Optional[torch.Tensor], counters: Optional[torch.Tensor], act: str, weight: str, act_granularity: str,
+    weight_granularity: str, group_size: int, static_scale: float, symmetric: bool, act_quant: str,
+    out_features: int, in_features: int,
 ) -> torch.Tensor:
     """out[..., N] = quantize(x)[..., K] @ W_codes.T * scales + bias (tqk/kernels/scaled_mm.py): the
     activation's scales (and, on the codes path, its codes) in torch ops, then the GEMM. counters: the

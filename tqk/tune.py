@@ -92,7 +92,8 @@ def scaled_candidates(fmt, m: int) -> list[ScaledConfig]:
                 for bn, splits in ((16, (1, 2)), (32, (1, 2, 4)), (64, (1, 2, 4, 8))) for bk in steps for sk in splits]
     if m <= 256:
         return [ScaledConfig(bm, bn, steps[0], num_warps=w, num_stages=st)
-                for bm, bn, w, st in ((64, 64, 4, 4), (64, 128, 4, 4), (128, 64, 4, 4), (128, 128, 8, 3), (128, 128, 4, 4))]
+                for bm, bn, w, st in ((64, 64, 4, 4), (64, 128, 4, 4), (128, 64, 4, 4), (128, 128, 8, 3),
+                                      (128, 128, 4, 4))]
     return [ScaledConfig(bm, bn, steps[0], num_warps=w, num_stages=st)
             for bm, bn, w, st in ((128, 128, 8, 3), (128, 128, 8, 4), (128, 128, 8, 5), (128, 128, 4, 4),
                                   (128, 256, 8, 3), (128, 256, 8, 4), (256, 128, 8, 3), (256, 128, 8, 4),

@@ -2,10 +2,11 @@
 
 Configs live in autotune_results/<gpu name>.json (written by `python -m tqk.tune`), keyed by
 "<format key>:<N>x<K>:m<M bucket>": KernelConfig's fields for the weight-only family, ScaledConfig's
-(tqk/kernels/scaled_mm.py, format keys "scaled_...") for the activation-quantized GEMM. A shape that is not in the GPU's own file is looked up in the
-files of its siblings (same compute capability and multiprocessor count, e.g. an H200 reads the
-H100's: the same SMs, so the same tiles fit and the same schedules fill the chip), then gets the
-heuristic, so a call never autotunes on the hot path. Files are read once per process.
+(tqk/kernels/scaled_mm.py, format keys "scaled_...") for the activation-quantized GEMM. A shape that
+is not in the GPU's own file is looked up in the files of its siblings (same compute capability and
+multiprocessor count, e.g. an H200 reads the H100's: the same SMs, so the same tiles fit and the same
+schedules fill the chip), then gets the heuristic, so a call never autotunes on the hot path. Files
+are read once per process.
 """
 from __future__ import annotations
 
