@@ -79,3 +79,23 @@ def test_time_steps_wall_and_host_cpu():
             pass
     wall, cpu = timing.time_steps(spin, n=3, device="cpu", repeats=1)
     assert cpu >= 0.002 and wall >= 0.002  # the host's own work is counted
+
+
+def test_host_readings_after_time_steps_stay_inside_the_cache():
+    """The model benchmark runs time_steps and then host_readings on one decode loop whose KV cache
+    holds repeats * n steps past the prompt: no step may run past it (on the H200 one did, and the
+    cache update's index assert fired)."""
+    n, repeats, cap = 4, 3, 3 * 4
+    pos, seen = [0], []
+
+    def step():
+        assert pos[0] < cap, pos[0]
+        seen.append(pos[0])
+        pos[0] += 1
+
+    def rewind():
+        pos[0] -= n
+
+    timing.time_steps(step, n, "cpu", repeats, rewind=rewind)
+    got = timing.host_readings(step, n, "cpu", rewind=rewind)
+    assert max(seen) == cap - 1 and got["queued"] > 0 and math.isnan(got["stalled"])

@@ -218,7 +218,7 @@ def _run_mode(model, mode: str, row: Row, p: dict, accuracy: bool):
         graphs = counters["stats"]["unique_graphs"]
         wall, cpu = timing.time_steps(step, p["gen"], dev, p["repeats"], rewind=lambda: pos.sub_(p["gen"]))
         row.wall_ms[mode], row.cpu_ms[mode] = wall * 1e3, cpu * 1e3
-        if mode == "ro" and dev.type == "cuda":
+        if mode == "ro":
             row.host_ms = {k: v * 1e3 for k, v in timing.host_readings(step, p["gen"], dev,
                                                                        rewind=lambda: pos.sub_(p["gen"])).items()}
         if counters["stats"]["unique_graphs"] != graphs:
@@ -524,7 +524,7 @@ def add_args(p: argparse.ArgumentParser):
                         "it (default %(default)s; '' for none)")
     p.add_argument("--warm-jobs", type=int, default=None,
                    help="parallel processes that compile every config first, untimed, so the timed runs hit "
-                        "the compile caches (default 16 on CUDA, 0 on a CPU; 0: off)")
+                        "the compile caches (default 8 on CUDA, 0 on a CPU; 0: off; 16 ran the H200's 139 GiB out of memory)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench_out/model")
 
@@ -568,7 +568,7 @@ def main(args) -> int:
                            warm_jobs=args.warm_jobs), fh, indent=1)
         return table
 
-    warm_jobs = args.warm_jobs if args.warm_jobs is not None else (16 if device.type == "cuda" else 0)
+    warm_jobs = args.warm_jobs if args.warm_jobs is not None else (8 if device.type == "cuda" else 0)
     rows = run(params, args.configs.split(","), time_budget_s=args.time_budget, isolated=args.isolate,
                on_rows=lambda rs: save(rs, finished=False), warm_jobs=warm_jobs)
     table = save(rows, finished=True)

@@ -294,21 +294,24 @@ def host_readings(step: Callable[[], object], n: int, device, rewind: Callable[[
     falls behind, and that wait counts); "stalled": thread CPU time per step of n steps issued while
     the GPU sleeps (torch.cuda._sleep), so no launch finds the GPU ready and nothing the host does can
     be a wait for a step: only a synchronization inside step() would show, as the whole stall.
-    rewind() runs after each loop. CUDA only."""
+    rewind() runs before each loop: after time_steps the step stands n positions past where its
+    last loop began, and a decode step must not run past its KV cache. On a CPU "stalled" is NaN."""
     _sync(device)
+    rewind()
     c0 = time.thread_time()
     for _ in range(n):
         step()
     queued = (time.thread_time() - c0) / n
     _sync(device)
-    rewind()
-    torch.cuda._sleep(int(stall_s * 2e9))  # cycles: about stall_s at the H100/H200's 1.98 GHz
-    c0 = time.thread_time()
-    for _ in range(n):
-        step()
-    stalled = (time.thread_time() - c0) / n
-    _sync(device)
-    rewind()
+    stalled = math.nan
+    if torch.device(device).type == "cuda":
+        rewind()
+        torch.cuda._sleep(int(stall_s * 2e9))  # cycles: about stall_s at the H100/H200's 1.98 GHz
+        c0 = time.thread_time()
+        for _ in range(n):
+            step()
+        stalled = (time.thread_time() - c0) / n
+        _sync(device)
     return {"queued": queued, "stalled": stalled}
 
 
