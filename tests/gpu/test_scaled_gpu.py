@@ -4,10 +4,12 @@ inductor traces the activation's quantization (torch ops) into the graph around 
     pytest -m gpu tests/gpu/test_scaled_gpu.py
 
 * kernel count under torch.compile: each linear launches at most two kernels, the activation's
-  quantization (fused with whatever precedes it, here the ReLU) and the GEMM (scaled_mm_kernel);
+  scales (one reduction, fused with whatever precedes it, here the ReLU; on the codes path it writes
+  the codes too) and the GEMM (scaled_mm_kernel, which otherwise quantizes in its prologue);
 * a small MLP under every compile mode of tests/gpu/test_compile_gpu.py, from the first call;
 * the Llama-3-8B projection shapes at M = 1, 16, 2048 against the float64 product of the
-  quantized activations and weights, within the bf16 rounding bound.
+  quantized activations and weights, within the bf16 rounding bound; and the activation path that
+  tqk.kernels.scaled_mm.quantize_in_prologue does not pick at M = 1 and 2048, forced.
 
 Compiled against eager: inductor's fused quantization may round x / scale differently from eager
 torch in an element or two (an int8 code one apart, an e4m3 code one ulp apart), which moves an
@@ -56,9 +58,10 @@ def fresh_dynamo():
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_at_most_two_kernels_per_linear_under_compile(name, m):
     """torch.compile's default mode (no CUDA graphs): one GEMM per quantized linear and at most one
-    other kernel per linear, its activation quantization (row max, scale and cast in one kernel;
-    the ReLU before the second and third layers fused into it): nothing else per layer, no
-    separate cast, amax, memset or copy."""
+    other kernel per linear, its activation's scales (the row or 1x128 block max; the ReLU before the
+    second and third layers fused into it; the GEMM quantizes in its prologue at these M, per tensor
+    taking the largest finite row scale itself): nothing else per layer, no separate cast, global
+    amax, memset (split-K counters are the layer's) or copy."""
     _needs_fp8(name)
     model = quantized_mlp(DIMS, CONFIGS[name], DT, CUDA)
     kernels = compiled_call_kernels(model, torch.randn(m, DIMS[0], dtype=DT, device=CUDA))
@@ -108,3 +111,35 @@ def test_llama3_8b_shapes_against_float64_reference(name, shape, m):
     sqnr = T.sqnr(ref_float, out)
     assert sqnr >= SQNR_FLOOR[family(name)], f"{name} {shape} M={m}: SQNR {sqnr:.2f} dB"
 
+
+
+@pytest.mark.parametrize("m", [1, 2048])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_forced_activation_paths_against_float64_reference(name, m):
+    """Both ways into the GEMM at Llama-3-8B's o projection (4096 x 4096), eager: the codes path at
+    M = 1 and the prologue at M = 2048 forced through ScaledLayout.act_quant beside the path tqk
+    picks, each within the bf16 rounding bound of the float64 reference. The two write the same
+    codes (the same reciprocal multiply, clamp and rounding), so int8 x int8 with row scales, whose
+    int32 sums do not depend on the tile, gives the same output bit for bit."""
+    import dataclasses
+
+    _needs_fp8(name)
+    n, k = LLAMA3_8B["qo"]
+    torch.manual_seed(m + 1)
+    lin = nn.Linear(k, n, dtype=DT, device=CUDA)
+    x = torch.randn(m, k, dtype=DT, device=CUDA)
+    tqk.quantize_(lin, CONFIGS[name])
+    w = lin.weight
+    outs = {}
+    for act_quant in ("prologue", "codes"):
+        layout = dataclasses.replace(w.quant_layout, act_quant=act_quant)
+        forced = tqk.QuantizedLinearWeight(w.packed, w.scales, w.zeros, layout, tuple(w.shape), w.dtype)
+        with torch.no_grad():
+            outs[act_quant] = forced.linear(x, lin.bias, lin.split_counters)
+        ref = T.reference_scaled_linear(x, forced, lin.bias)
+        xq = T.reference_scaled_activation(x, layout)
+        T.assert_close_to_reference(outs[act_quant], ref, x=xq, weight=T.scaled_dequantize_reference(forced),
+                                    bias=lin.bias, msg=f"{name} {act_quant} M={m}")
+    fmt = w.quant_layout.scaled_format()
+    if fmt.act == "int8" and fmt.a_scale != "block" and fmt.w_scale == "row":
+        assert torch.equal(outs["prologue"], outs["codes"])
