@@ -108,6 +108,12 @@ class QuantizedLinear(nn.Linear):
                 error_msgs.append(f"{key}: expected a QuantizedLinearWeight of layout {self.quant_layout} and shape "
                                   f"({self.out_features}, {self.in_features}), got {type(w).__name__} "
                                   f"{tuple(w.shape)}")
+            elif w.quant_layout.family == "weight_only" and tuple(w.packed.shape) != (
+                    self.out_features, w.quant_layout.weight_format().packed_words(self.in_features)):
+                error_msgs.append(f"{key}: packed words {tuple(w.packed.shape)} are not those of "
+                                  f"{self.quant_layout} (expected ({self.out_features}, "
+                                  f"{w.quant_layout.weight_format().packed_words(self.in_features)}): 3-, 5-, 6- and "
+                                  f"7-bit weights saved before dense packing (2026-12-02) must be quantized again)")
             elif local_metadata.get("assign_to_params_buffers", False):
                 self._adopt(w)
             else:

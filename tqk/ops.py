@@ -129,12 +129,23 @@ def check_linear_inputs(x, bias, *, dtype: torch.dtype, device: torch.device, in
                              f"got {bias.dtype} {tuple(bias.shape)} on {bias.device}")
 
 
+def check_packed_words(packed: torch.Tensor, fmt: WeightFormat, in_features: int) -> None:
+    """A weight-only layout's packed words are [N, fmt.packed_words(K)]. 3-, 5-, 6- and 7-bit words of
+    tqk before 2026-12-02 (4- and 8-bit slots) are wider, and the kernels would misread them."""
+    want = fmt.packed_words(in_features)
+    if packed.dim() != 2 or packed.shape[1] != want:
+        raise ValueError(f"packed words of shape {tuple(packed.shape)} for {fmt.bits}-bit codes of K={in_features}: "
+                         f"expected [N, {want}] (tqk/layouts/packing.py; 3-, 5-, 6- and 7-bit weights packed "
+                         f"before dense packing took 4- or 8-bit slots: quantize them again)")
+
+
 def quantized_linear(x, packed, scales, zeros, bias, counters, fmt: WeightFormat, *, dtype: torch.dtype,
                      out_features: int, in_features: int) -> torch.Tensor:
     """Check the inputs, then run the op: what QuantizedLinear.forward and QuantizedLinearWeight.linear
     both call."""
     check_linear_inputs(x, bias, dtype=dtype, device=packed.device, in_features=in_features,
                         out_features=out_features)
+    check_packed_words(packed, fmt, in_features)
     return weight_only_linear(x, packed, scales, zeros, bias, counters, fmt.bits, fmt.element, fmt.zero_mode,
                               fmt.zero_offset, fmt.group_size, fmt.span, out_features, in_features)
 

@@ -358,16 +358,36 @@ def _per_word(bits: int) -> int:
 
 
 def unpack_reference(packed: torch.Tensor, bits: int, span: int, k: int) -> torch.Tensor:
-    """uint8 codes [N, k] from packed int32 words, straight from the documented format: code c
-    of a row is in word (c // block) * span + c % span, at bit offset ((c % block) // span) * bits,
-    where block = codes_per_word * span (tqk/layouts/packing.py)."""
-    per_word = _per_word(bits)
-    block = per_word * span
-    c = torch.arange(k, device=packed.device)
-    word = (c // block) * span + (c % block) % span
-    shift = ((c % block) // span) * bits
+    """uint8 codes [N, k] from packed int32 words, straight from the documented format
+    (tqk/layouts/packing.py).
+
+    1, 2, 4, 8 bits: code c of a row is in word (c // block) * span + c % span, at bit offset
+    ((c % block) // span) * bits, where block = codes_per_word * span.
+    3, 5, 6, 7 bits (dense): block = 8 * span codes in bits * span / 4 words; code c is plane
+    j = (c % block) // span, lane s = c % span of its block. Its bits are slices of w = 4, 2, 1 bits
+    (the binary digits of `bits`, from the code's low bits up); the slice starting at code bit o is
+    in word (c // block) * bits * span / 4 + o * span / 4 + s % (span * w / 4), at bit
+    4j + w * (s // (span * w / 4))."""
     words = packed.to(torch.int64) & 0xFFFFFFFF  # the int32 bit pattern, unsigned
-    return ((words[:, word] >> shift) & ((1 << bits) - 1)).to(torch.uint8)
+    c = torch.arange(k, device=packed.device)
+    if bits not in (3, 5, 6, 7):
+        per_word = _per_word(bits)
+        block = per_word * span
+        word = (c // block) * span + (c % block) % span
+        shift = ((c % block) // span) * bits
+        return ((words[:, word] >> shift) & ((1 << bits) - 1)).to(torch.uint8)
+    block = 8 * span
+    j, s = (c % block) // span, c % span
+    codes = torch.zeros(packed.shape[0], k, dtype=torch.int64, device=packed.device)
+    low = 0  # the code bit where the next slice starts
+    for w in (4, 2, 1):
+        if bits & w:
+            lanes = span * w // 4  # words of the slice in a block
+            word = (c // block) * (bits * span // 4) + low * span // 4 + s % lanes
+            shift = 4 * j + w * (s // lanes)
+            codes |= ((words[:, word] >> shift) & ((1 << w) - 1)) << low
+            low += w
+    return codes.to(torch.uint8)
 
 
 def decode_reference(codes: torch.Tensor, element: str) -> torch.Tensor:

@@ -8,8 +8,8 @@ import triton.language as tl
 
 import tqk  # noqa: F401  (TRITON_INTERPRET=1 on CPU, before the kernels below are defined)
 from tqk import testing as T
-from tqk.kernels.decode import (biased_pos, decode_codes, decode_plane, decode_plane_biased, plane_bias,
-                                unpack_plane, unpack_planes)
+from tqk.kernels.decode import (biased_pos, decode_codes, decode_plane, decode_plane_biased, is_dense, load_slices,
+                                plane_bias, unpack_plane, unpack_planes, words_per_block)
 from tqk.kernels.weight_only import ptx_ok
 from tqk.layouts.packing import codes_per_word, pack_planes
 
@@ -73,15 +73,28 @@ def test_uint_decode_beyond_a_byte():
 
 
 @triton.jit
+def _load_blocks(words_ptr, R: tl.constexpr, SPAN: tl.constexpr, BITS: tl.constexpr):
+    """Row r's block (its words_per_block words from words_ptr + r * words_per_block) as the kernels
+    load it: a tile per slice (load_slices)."""
+    r = tl.arange(0, R)
+    s = tl.arange(0, SPAN)
+    if is_dense(BITS):  # load_slices wants each row's first word
+        ptrs = words_ptr + r[:, None] * words_per_block(BITS, SPAN)
+    else:  # ... or the words themselves
+        ptrs = words_ptr + r[:, None] * SPAN + s[None, :]
+    return load_slices(ptrs, s, BITS, SPAN)
+
+
+@triton.jit
 def _unpack_kernel(words_ptr, planes_ptr, plane_ptr, R: tl.constexpr, SPAN: tl.constexpr, BITS: tl.constexpr,
                    PER_WORD: tl.constexpr, J: tl.constexpr):
     r = tl.arange(0, R)
     s = tl.arange(0, SPAN)
-    words = tl.load(words_ptr + r[:, None] * SPAN + s[None, :])
-    planes = unpack_planes(words, BITS, PER_WORD)  # [R, PER_WORD, SPAN]
+    words, words1, words2 = _load_blocks(words_ptr, R, SPAN, BITS)
+    planes = unpack_planes(words, BITS, PER_WORD, SPAN, words1, words2)  # [R, PER_WORD, SPAN]
     p = tl.arange(0, PER_WORD)
     tl.store(planes_ptr + r[:, None, None] * (PER_WORD * SPAN) + p[None, :, None] * SPAN + s[None, None, :], planes)
-    tl.store(plane_ptr + r[:, None] * SPAN + s[None, :], unpack_plane(words, J, BITS))
+    tl.store(plane_ptr + r[:, None] * SPAN + s[None, :], unpack_plane(words, J, BITS, SPAN, words1, words2))
 
 
 @pytest.mark.parametrize("bits", range(1, 9))
@@ -95,7 +108,7 @@ def test_unpack_helpers_follow_the_packed_order(bits, span):
     codes = torch.randint(0, 1 << bits, (rows, per_word * span), generator=g, dtype=torch.int32).to(torch.uint8)
     codes[0] = (1 << bits) - 1  # all ones: the sign bit of the int32 word is set
     words = pack_planes(codes, bits, span)
-    assert words.shape == (rows, span)
+    assert words.shape == (rows, words_per_block(bits, span))
     planes = torch.empty(rows, per_word, span, dtype=torch.int32, device=DEVICE)
     j = per_word - 1  # the top plane: shifts by the most bits
     plane = torch.empty(rows, span, dtype=torch.int32, device=DEVICE)
@@ -110,25 +123,31 @@ def _plane_kernel(words_ptr, out_ptr, R: tl.constexpr, SPAN: tl.constexpr, BITS:
                   PER_WORD: tl.constexpr, ELEMENT: tl.constexpr, PTX: tl.constexpr, BIASED: tl.constexpr = False):
     r = tl.arange(0, R)
     s = tl.arange(0, SPAN)
-    words = tl.load(words_ptr + r[:, None] * SPAN + s[None, :])
+    words, words1, words2 = _load_blocks(words_ptr, R, SPAN, BITS)
     for j in tl.static_range(PER_WORD):
         if BIASED:
             vals = decode_plane_biased(words, j, BITS, PTX)
         else:
-            vals = decode_plane(words, j, BITS, ELEMENT, PTX)
+            vals = decode_plane(words, j, BITS, ELEMENT, PTX, 0, SPAN, words1, words2)
         tl.store(out_ptr + r[:, None] * (PER_WORD * SPAN) + j * SPAN + s[None, :], vals)
 
 
-@pytest.mark.parametrize("element,bits", [("uint", 4), ("uint", 8), ("uint", 3), ("e4m3", 8), ("e5m2", 8)])
+@pytest.mark.parametrize("element,bits", [("uint", 4), ("uint", 8), ("uint", 3), ("uint", 5), ("uint", 6), ("uint", 7),
+                                          ("e4m3", 8), ("e5m2", 8), ("fpx32", 6), ("fpx22", 5), ("fpx12", 4)])
 def test_decode_plane_decodes_every_plane(element, bits):
     """decode_plane, the kernels' per-plane decode (inline PTX on NVIDIA GPUs: the in-place
-    magic-exponent LOP3, fp8 by cvt pairs), against torch on every code in every plane."""
+    magic-exponent LOP3, fp8 by cvt pairs; dense widths OR-ed from their slices), against torch on
+    every code in every plane and lane."""
     per_word, span = codes_per_word(bits), 16
-    codes = torch.arange(per_word * span * 16, dtype=torch.int32).remainder(1 << bits).to(torch.uint8)
-    codes = codes.view(-1, per_word * span)  # every code, in every plane and word position
+    codes = torch.arange(per_word * span * 16, dtype=torch.int32)
+    codes = (codes + codes // (per_word * span)).remainder(1 << bits).to(torch.uint8)  # rows shifted by one code
+    codes = codes.view(-1, per_word * span)  # every code, in every plane and lane
+    codes[0] = (1 << bits) - 1  # all ones: every word negative as int32
     rows = codes.shape[0]
     if element == "uint":
         want = codes.float()
+    elif element.startswith("fpx"):
+        want = T.decode_reference(codes, element).float()
     else:
         want = codes.view(torch.float8_e4m3fn if element == "e4m3" else torch.float8_e5m2).float()
     out = torch.empty(rows, per_word * span, dtype=torch.float32, device=DEVICE)
@@ -137,10 +156,11 @@ def test_decode_plane_decodes_every_plane(element, bits):
     got = out.cpu()
     finite = torch.isfinite(want)  # non-finite fp8 codes: see test_fp8_special_codes_decode_like_torch
     assert torch.equal(got[finite], want[finite])
-    assert torch.equal(torch.signbit(got[finite]), torch.signbit(want[finite]))
+    if not element.startswith("fpx"):  # decode_fpx gives +0.0 for the code of -0.0 (its -val is 0 - val)
+        assert torch.equal(torch.signbit(got[finite]), torch.signbit(want[finite]))
 
 
-@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+@pytest.mark.parametrize("bits", [1, 2, 4])  # (3 bits are packed densely, in slices: not a biased format)
 def test_decode_plane_biased_is_code_plus_plane_bias(bits):
     """decode_plane_biased, the GEMV's FADD-free decode: exactly code + plane_bias(j) in every plane,
     every code, words with the sign bit set included; the codes sit at bits 12-19 (bias <= 2**11)."""
@@ -158,8 +178,9 @@ def test_decode_plane_biased_is_code_plus_plane_bias(bits):
     assert torch.equal(out.cpu(), want)
 
 
-@pytest.mark.parametrize("bits,per_word", [(1, 32), (2, 16), (3, 8), (4, 8), (5, 4), (6, 4), (7, 4), (8, 4)])
+@pytest.mark.parametrize("bits,per_word", [(1, 32), (2, 16), (3, 8), (4, 8), (5, 8), (6, 8), (7, 8), (8, 4)])
 def test_codes_per_word(bits, per_word):
+    """Planes per block: the codes of a word for 1, 2, 4 and 8 bits, 8 for the dense widths."""
     assert codes_per_word(bits) == per_word
     from tqk.kernels.weight_only import WeightFormat
     assert WeightFormat(bits).per_word == per_word

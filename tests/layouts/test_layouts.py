@@ -45,9 +45,9 @@ def test_pack_unpack_bit_exact(layout, n, k, seed):
     g = torch.Generator().manual_seed(seed)
     codes = torch.randint(0, 1 << fmt.bits, (n, k), generator=g, dtype=torch.int32).to(torch.uint8)
     packed = layout.pack(codes)
-    block = fmt.per_word * fmt.span
     assert packed.dtype == torch.int32
-    assert packed.shape == (n, -(-k // block) * fmt.span)
+    assert packed.shape == (n, -(-k // fmt.block_k) * fmt.words_per_block)
+    assert fmt.words_per_block * 32 == fmt.block_k * fmt.bits  # b bits per code, for every width
     assert torch.equal(layout.unpack(packed, k), codes)
     # The bytes follow the documented format (what the kernels read), not just any invertible one.
     assert torch.equal(T.unpack_reference(packed, fmt.bits, fmt.span, k), codes)

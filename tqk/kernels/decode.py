@@ -1,27 +1,180 @@
 """Decode helpers shared by every tqk kernel: packed words -> codes -> float32 values.
 
 The packed order (see tqk/layouts/packing.py): a row of K codes is cut into blocks of
-PER_WORD * SPAN codes; word s of a block holds codes s, s + SPAN, ..., s + (PER_WORD-1) * SPAN
-at bit offsets 0, BITS, 2 * BITS, ... So a tile of SPAN consecutive words unpacks into
-PER_WORD "planes", plane j being the SPAN consecutive codes j*SPAN .. j*SPAN + SPAN - 1 of the
-block: no permute or reshape is needed to line codes up with activations, and a plane never
-straddles a quantization group (group sizes are multiples of SPAN).
+PER_WORD * SPAN codes, PER_WORD "planes" of SPAN consecutive codes; plane j of a block is codes
+j*SPAN .. j*SPAN + SPAN - 1, lane s of it code j*SPAN + s. So a tile of a block's words decodes
+plane by plane into SPAN consecutive codes that line up with SPAN consecutive activations: no
+permute or reshape, and a plane never straddles a quantization group (group sizes are multiples
+of SPAN).
+  1, 2, 4, 8 bits: word s of a block holds lane s of every plane, plane j at bit j * BITS.
+  3, 5, 6, 7 bits (dense): PER_WORD = 8 planes; the code is cut into slices of 4, 2 and 1 bits,
+    each loaded as its own [rows, SPAN] tile (load_slices: lane s reads word s % (SPAN * w / 4) of
+    slice w), plane j of lane s at bit 4j + w * h of it (h = s // (SPAN * w / 4)); decode_plane
+    ORs the slices of plane j into one code.
 """
 import triton
 import triton.language as tl
 
+from ..layouts import packing
+from ..layouts.packing import is_dense, lane_words, slice_bit, slice_word, words_per_block  # noqa: F401 (kernels')
+
+
+@triton.constexpr_function
+def slices(bits):
+    """How many slices a code has: 1 (1, 2, 4, 8 bits), 2 (3, 5, 6) or 3 (7)."""
+    return len(packing.slice_widths(bits))
+
+
+@triton.constexpr_function
+def slice_width(bits, i):
+    return packing.slice_widths(bits)[i]
+
+
+@triton.constexpr_function
+def dense_high(j, bits):
+    """Whether plane j's dense code, at bit 4j, would pass float32's 23 mantissa bits: it is then
+    taken from the words moved 16 bits down (one shift per word that the high planes share)."""
+    return 4 * j + bits > 23
+
+
+@triton.constexpr_function
+def dense_pos(j, bits):
+    """The bit where decode_plane assembles plane j's dense code."""
+    return 4 * j - (16 if dense_high(j, bits) else 0)
+
+
+@triton.constexpr_function
+def rest_bit(bits):
+    """The code bit where a dense code's narrow slices (2 and 1 bits) start: after the 4-bit slice."""
+    return bits & 4
+
 
 @triton.jit
-def unpack_plane(words, j: tl.constexpr, BITS: tl.constexpr):
-    """Codes of plane j from a tile of packed int32 words (any shape), as int32 in [0, 2**BITS)."""
-    return (words >> (j * BITS)) & ((1 << BITS) - 1)
+def slice_columns(cols, I: tl.constexpr, BITS: tl.constexpr, SPAN: tl.constexpr):
+    """The word, from the start of a tile's first block, that each word column loads for slice I.
+    Column c is lane c % SPAN of the tile's block c // SPAN; when not dense the column is the word."""
+    if is_dense(BITS):
+        return ((cols // SPAN) * words_per_block(BITS, SPAN) + slice_word(BITS, SPAN, I)
+                + (cols % SPAN) % lane_words(BITS, SPAN, I))
+    else:
+        return cols
 
 
 @triton.jit
-def unpack_planes(words, BITS: tl.constexpr, PER_WORD: tl.constexpr):
-    """[R, SPAN] words -> [R, PER_WORD, SPAN] codes; element (r, j, s) is code j * SPAN + s."""
-    shifts = tl.arange(0, PER_WORD) * BITS
-    return (words[:, None, :] >> shifts[None, :, None]) & ((1 << BITS) - 1)
+def load_slices(ptrs, cols, BITS: tl.constexpr, SPAN: tl.constexpr, mask=None, other=None,
+                EVICT: tl.constexpr = ""):
+    """The tiles of packed words [R, COLS] of a block (or WIDE: of blocks side by side), one per
+    slice. Dense: ptrs [R, 1] points at each row's first word of the tile, and word column c of
+    slice I loads word slice_columns(c, I) from there; 1, 2, 4, 8 bits: ptrs [R, COLS] are the
+    words themselves. A slice the format lacks gets slice 0's tile (never read)."""
+    if is_dense(BITS):
+        words = tl.load(ptrs + slice_columns(cols, 0, BITS, SPAN)[None, :], mask=mask, other=other,
+                        eviction_policy=EVICT)
+    else:
+        words = tl.load(ptrs, mask=mask, other=other, eviction_policy=EVICT)
+    words1 = words
+    words2 = words
+    if slices(BITS) > 1:
+        words1 = tl.load(ptrs + slice_columns(cols, 1, BITS, SPAN)[None, :], mask=mask, other=other,
+                         eviction_policy=EVICT)
+    if slices(BITS) > 2:
+        words2 = tl.load(ptrs + slice_columns(cols, 2, BITS, SPAN)[None, :], mask=mask, other=other,
+                         eviction_policy=EVICT)
+    return words, words1, words2
+
+
+@triton.jit
+def _rotl(x, n, PTX: tl.constexpr):
+    """x rotated left by n (0..31, an int32 tile) bits: one shf.l.wrap (inline PTX; ptxas makes
+    two shifts and an OR of the plain ops when n varies by lane)."""
+    if PTX:
+        return tl.inline_asm_elementwise("shf.l.wrap.b32 $0, $1, $1, $2;", "=r,r,r", [x, n], dtype=tl.int32,
+                                         is_pure=True, pack=1)
+    left = x << n
+    right = (x.to(tl.uint32, bitcast=True) >> ((32 - n) & 31)).to(tl.int32, bitcast=True)
+    return left | right
+
+
+@triton.jit
+def _narrow_slice(words, I: tl.constexpr, BITS: tl.constexpr, SPAN: tl.constexpr, PTX: tl.constexpr):
+    """Slice I (2 or 1 bits) rotated so that every lane's field of plane j sits at bit
+    4j + slice_bit(I) (mod 32): by slice_bit - w * h, h the lane's place in its word."""
+    W: tl.constexpr = slice_width(BITS, I)
+    h = (tl.arange(0, words.shape[1]) % SPAN) // lane_words(BITS, SPAN, I)
+    n = ((slice_bit(BITS, I) - W * h) & 31)[None, :] + tl.zeros(words.shape, tl.int32)
+    return _rotl(words, n, PTX)
+
+
+@triton.jit
+def _dense_rest(words, words1, words2, BITS: tl.constexpr, SPAN: tl.constexpr, PTX: tl.constexpr):
+    """A dense code's slices narrower than 4 bits as one word: plane j's bits from rest_bit(BITS) up sit
+    at bit 4j + rest_bit (mod 32) of it. Two slices (2 + 1: 3 and 7 bits) are merged by one LOP3 (the
+    2-bit slice's fields at bits 4j, 4j + 1 of each nibble, the 1-bit slice's at 4j + 2)."""
+    if BITS == 3:
+        return select_bits(_narrow_slice(words, 0, BITS, SPAN, PTX), _narrow_slice(words1, 1, BITS, SPAN, PTX),
+                           0x33333333, PTX)
+    elif BITS == 7:
+        return select_bits(_narrow_slice(words1, 1, BITS, SPAN, PTX), _narrow_slice(words2, 2, BITS, SPAN, PTX),
+                           0x33333333, PTX)
+    else:  # 5 or 6 bits: the 4-bit slice and one narrow slice
+        return _narrow_slice(words1, 1, BITS, SPAN, PTX)
+
+
+@triton.jit
+def _dense_code_bits(words, words1, words2, j: tl.constexpr, BITS: tl.constexpr, SPAN: tl.constexpr,
+                     EXP: tl.constexpr, PTX: tl.constexpr):
+    """Plane j's dense code at bit dense_pos(j) of an int32, OR-ed with EXP: one LOP3 for the 4-bit
+    slice (nibble j of its word, as 4-bit codes are read) and one for the rest (_dense_rest), read
+    from the words moved 16 bits down for high planes."""
+    POS: tl.constexpr = dense_pos(j, BITS)
+    HIGH: tl.constexpr = dense_high(j, BITS)
+    rest = _dense_rest(words, words1, words2, BITS, SPAN, PTX)
+    if HIGH:
+        rest = _rotl(rest, tl.full(rest.shape, 16, tl.int32), PTX)
+    REST_MASK: tl.constexpr = ((1 << (BITS - rest_bit(BITS))) - 1) << (POS + rest_bit(BITS))
+    if rest_bit(BITS) > 0:
+        bits = mask_or((words >> 16) if HIGH else words, 15 << POS, EXP, PTX)
+        bits = mask_or_into(rest, REST_MASK, bits, PTX)
+    else:
+        bits = mask_or(rest, REST_MASK, EXP, PTX)
+    return bits
+
+
+@triton.jit
+def unpack_plane(words, j: tl.constexpr, BITS: tl.constexpr, SPAN: tl.constexpr = 16, words1=0, words2=0,
+                 PTX: tl.constexpr = False):
+    """Codes of plane j from a tile of packed int32 words (any shape; dense: [R, COLS] tiles of each
+    slice, from load_slices), as int32 in [0, 2**BITS)."""
+    if is_dense(BITS):
+        return _dense_code_bits(words, words1, words2, j, BITS, SPAN, 0, PTX) >> dense_pos(j, BITS)
+    else:
+        return (words >> (j * BITS)) & ((1 << BITS) - 1)
+
+
+@triton.jit
+def unpack_planes(words, BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr = 16, words1=0, words2=0):
+    """[R, SPAN] words (dense: a tile per slice) -> [R, PER_WORD, SPAN] codes; element (r, j, s) is
+    code j * SPAN + s."""
+    if is_dense(BITS):
+        plane = tl.arange(0, PER_WORD)[:, None]
+        lane = tl.arange(0, SPAN)[None, :]
+        codes = _slice_fields(words, plane, lane, 0, BITS, SPAN)
+        if slices(BITS) > 1:
+            codes |= _slice_fields(words1, plane, lane, 1, BITS, SPAN)
+        if slices(BITS) > 2:
+            codes |= _slice_fields(words2, plane, lane, 2, BITS, SPAN)
+    else:
+        shifts = tl.arange(0, PER_WORD) * BITS
+        codes = (words[:, None, :] >> shifts[None, :, None]) & ((1 << BITS) - 1)
+    return codes
+
+
+@triton.jit
+def _slice_fields(words, plane, lane, I: tl.constexpr, BITS: tl.constexpr, SPAN: tl.constexpr):
+    """Slice I's fields of every plane, [R, 8, SPAN], in place in the code (shifted by slice_bit)."""
+    W: tl.constexpr = slice_width(BITS, I)
+    at = 4 * plane + W * (lane // lane_words(BITS, SPAN, I))  # [8, SPAN]: the field's bit in its word
+    return ((words[:, None, :] >> at[None, :, :]) & ((1 << W) - 1)) << slice_bit(BITS, I)
 
 
 @triton.jit
@@ -37,30 +190,61 @@ def mask_or(x, MASK: tl.constexpr, BITS: tl.constexpr, PTX: tl.constexpr):
 
 
 @triton.jit
+def mask_or_into(x, MASK: tl.constexpr, into, PTX: tl.constexpr):
+    """(x & MASK) | into, one LOP3 (into: an int32 tile)."""
+    if PTX:
+        return tl.inline_asm_elementwise(
+            "lop3.b32 $0, $1, $2, $3, 0xEA;", "=r,r,r,r",
+            [x, tl.full(x.shape, MASK, tl.int32), into], dtype=tl.int32, is_pure=True, pack=1)
+    return (x & MASK) | into
+
+
+@triton.jit
+def select_bits(a, b, MASK: tl.constexpr, PTX: tl.constexpr):
+    """a's bits where MASK has ones, b's elsewhere: one LOP3 (ptxas makes two of the plain ops)."""
+    if PTX:
+        return tl.inline_asm_elementwise(
+            "lop3.b32 $0, $1, $2, $3, 0xE4;", "=r,r,r,r",  # 0xE4: (a & c) | (b & ~c)
+            [a, b, tl.full(a.shape, MASK, tl.int32)], dtype=tl.int32, is_pure=True, pack=1)
+    return (a & MASK) | (b & ~MASK)
+
+
+@triton.jit
 def decode_plane(words, j: tl.constexpr, BITS: tl.constexpr, ELEMENT: tl.constexpr, PTX: tl.constexpr,
-                 MINUS: tl.constexpr = 0):
+                 MINUS: tl.constexpr = 0, SPAN: tl.constexpr = 16, words1=0, words2=0):
     """Plane j of a tile of packed words, decoded to float32 values (before scale and zero),
     minus the integer constant MINUS ("uint" only: a constant zero point costs nothing more).
+    Dense widths (3, 5, 6, 7 bits) take a [R, COLS] tile per slice: words, words1, words2.
 
     For "uint" the code is masked where it lies and OR-ed into the mantissa of 2**(23 - pos),
     whose mantissa unit is 2**-pos at that bit position: the float is 2**(23 - pos) + code with
     no shift per code (planes above bit 23 are read from words >> 16, one shift per word that
     every high plane shares). One LOP3 and one FADD per code instead of shift, mask, or, FADD.
+    A dense code is OR-ed together in place the same way from two words at most: nibble j of the
+    4-bit slice's word, and the narrower slices rotated once per word into place beside it and
+    merged into one word (_dense_rest): one LOP3 per code for 3 bits, two for 5, 6 and 7.
     (Leaving 2**(23 - pos) in and folding it into the zero point saves the FADD, but float32
     then rounds sums at the scale of 2**(23 - pos) instead of the codes': up to 2**23 units at
     bit 0. decode_plane_biased does it with the codes moved up to bits 12-19 first.)"""
     if ELEMENT == "uint":
-        OFF: tl.constexpr = j * BITS
-        HIGH: tl.constexpr = OFF + BITS > 23
-        POS: tl.constexpr = OFF - 16 if HIGH else OFF
-        src = (words >> 16) if HIGH else words
-        bits = mask_or(src, ((1 << BITS) - 1) << POS, (150 - POS) << 23, PTX)
+        if is_dense(BITS):
+            POS: tl.constexpr = dense_pos(j, BITS)
+            bits = _dense_code_bits(words, words1, words2, j, BITS, SPAN, (150 - POS) << 23, PTX)
+        else:
+            OFF: tl.constexpr = j * BITS
+            HIGH: tl.constexpr = OFF + BITS > 23
+            POS: tl.constexpr = OFF - 16 if HIGH else OFF
+            src = (words >> 16) if HIGH else words
+            bits = mask_or(src, ((1 << BITS) - 1) << POS, (150 - POS) << 23, PTX)
         return bits.to(tl.float32, bitcast=True) - ((1 << (23 - POS)) + MINUS)  # exact: integers < 2**24
     else:
         tl.static_assert(MINUS == 0, "MINUS is for uint codes")
         if PTX and (ELEMENT == "e4m3" or ELEMENT == "e5m2"):
             return decode_fp8_plane(words, j, ELEMENT)
-        return decode_codes(unpack_plane(words, j, BITS), ELEMENT)
+        elif is_dense(BITS):  # small floats of 5 to 7 bits: decoded where they are assembled
+            code_bits = _dense_code_bits(words, words1, words2, j, BITS, SPAN, 0, PTX)
+            return decode_fpx(code_bits, fpx_ebits(ELEMENT), fpx_mbits(ELEMENT), dense_pos(j, BITS))
+        return decode_codes(unpack_plane(words, j, BITS, SPAN, words1, words2, PTX), ELEMENT)
 
 
 @triton.constexpr_function
@@ -79,12 +263,12 @@ def plane_bias(j, bits):
 
 @triton.jit
 def decode_plane_biased(words, j: tl.constexpr, BITS: tl.constexpr, PTX: tl.constexpr):
-    """Plane j of a tile of packed "uint" words as float32 code + plane_bias(j, BITS), BITS <= 4:
+    """Plane j of a tile of packed "uint" words as float32 code + plane_bias(j, BITS), BITS 1, 2 or 4:
     a LOP3 per code and a shift per two, no FADD. The caller takes the bias off with the zero
     point, from sums of x: sum(x * (q + b)) - b * sum(x). The codes sit at bit 12 to 19 of the
     mantissa, so the bias is at most 2**11 codes' units: the float32 sums of one block's biased
     values round at up to 2**11 times the scale of their codes' (WeightFormat.gemv_bias)."""
-    tl.static_assert(BITS <= 4, "biased decode is for codes of 4 bits or fewer")
+    tl.static_assert(BITS <= 4 and not is_dense(BITS), "biased decode is for 1-, 2- and 4-bit codes")
     POS: tl.constexpr = biased_pos(j, BITS)
     SHIFT: tl.constexpr = j * BITS - POS  # whole bytes, -16 to 16
     if SHIFT > 0:
@@ -151,13 +335,16 @@ def fpx_subnormal_unit(ebits, mbits):
 
 
 @triton.jit
-def decode_fpx(codes, EBITS: tl.constexpr, MBITS: tl.constexpr):
+def decode_fpx(codes, EBITS: tl.constexpr, MBITS: tl.constexpr, POS: tl.constexpr = 0):
     """int32 codes of a sign + EBITS + MBITS small float -> float32. A normal code's exponent and
     mantissa bits, shifted to float32's places, plus the rebias of the exponent, are the float32
-    itself (one shift, one add); a subnormal (exponent code 0) is its mantissa times a constant."""
+    itself (one shift, one add); a subnormal (exponent code 0) is its mantissa times a constant.
+    POS: the bit where the codes sit (the other bits may hold anything): a dense plane's code is
+    decoded where decode_plane assembles it, with no shift of its own."""
     BIAS: tl.constexpr = (1 << (EBITS - 1)) - 1
-    mag = codes & ((1 << (EBITS + MBITS)) - 1)
-    normal = ((mag << (23 - MBITS)) + ((127 - BIAS) << 23)).to(tl.float32, bitcast=True)
-    sub = mag.to(tl.float32) * fpx_subnormal_unit(EBITS, MBITS)
-    val = tl.where(mag < (1 << MBITS), sub, normal)
-    return tl.where(((codes >> (EBITS + MBITS)) & 1) != 0, -val, val)
+    mag = codes & (((1 << (EBITS + MBITS)) - 1) << POS)
+    SHIFT: tl.constexpr = 23 - MBITS - POS  # from the code's mantissa to float32's (>= 1: POS <= 16)
+    normal = ((mag << SHIFT) + ((127 - BIAS) << 23)).to(tl.float32, bitcast=True)
+    sub = mag.to(tl.float32) * (fpx_subnormal_unit(EBITS, MBITS) * 2.0 ** -POS)  # exact: codes < 2**24
+    val = tl.where(mag < (1 << (MBITS + POS)), sub, normal)
+    return tl.where(((codes >> (EBITS + MBITS + POS)) & 1) != 0, -val, val)

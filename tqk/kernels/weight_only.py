@@ -11,7 +11,7 @@ One family, two schedules, both specialized by the same format constexprs:
         Per-row scales go to the epilogue; a group scale shared by a whole K block goes to the
         block's partial product when the tile is thin, else to each weight element.
 
-Format constexprs (see WeightFormat): BITS, PER_WORD, SPAN, ELEMENT ("uint", "e4m3", "e5m2"),
+Format constexprs (see WeightFormat): BITS, PER_WORD, SPAN, ELEMENT ("uint", "e4m3", "e5m2", "fpx<e><m>"),
 ZERO_MODE ("none": value = code, "offset": code - ZERO_OFFSET, "tensor": code - zero[group]),
 GROUP_SIZE (0: one scale per row). Scales and zeros are stored [n_groups, N].
 """
@@ -24,7 +24,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .decode import biased_pos, decode_codes, decode_plane, decode_plane_biased, plane_bias, unpack_planes
+from ..layouts import packing
+from .decode import (biased_pos, decode_codes, decode_plane, decode_plane_biased, is_dense, load_slices, plane_bias,
+                     slice_columns, slices, unpack_planes, words_per_block)
 
 
 @dataclass(frozen=True)
@@ -40,12 +42,23 @@ class WeightFormat:
 
     @property
     def per_word(self) -> int:
-        """Codes per int32 word: a power of two, so a block is a power-of-two tile."""
-        return 1 << ((32 // self.bits).bit_length() - 1)
+        """Planes per packed block (tqk/layouts/packing.py): the codes per int32 word for 1, 2, 4 and 8
+        bits, 8 for the dense widths (a lane's 8 codes spread over its slices' words). A power of two,
+        so a block is a power-of-two tile."""
+        return packing.planes_per_block(self.bits)
 
     @property
     def block_k(self) -> int:
         return self.per_word * self.span
+
+    @property
+    def words_per_block(self) -> int:
+        """int32 words per packed block of block_k codes: span, or bits * span / 4 if dense."""
+        return packing.words_per_block(self.bits, self.span)
+
+    def packed_words(self, k: int) -> int:
+        """int32 words of a packed row of k codes (K padded to whole blocks)."""
+        return -(-k // self.block_k) * self.words_per_block
 
     @property
     def gemv_bias(self) -> int:
@@ -115,11 +128,12 @@ def _rows_and(mask, in_k):
 
 
 @triton.jit
-def _gemv_block(acc, x_sum, words, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
+def _gemv_block(acc, x_sum, words, words1, words2, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
                 BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
                 ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
                 EVEN_K: tl.constexpr, PTX: tl.constexpr, WIDE: tl.constexpr, BIASED: tl.constexpr):
-    """Add a tile of packed words starting at code k0 to acc: one block (PER_WORD planes of SPAN
+    """Add a tile of packed words starting at code k0 to acc (dense widths: a tile per slice,
+    words, words1, words2, from load_slices): one block (PER_WORD planes of SPAN
     codes per row), or with WIDE several blocks side by side. x_cols: the offset from k0 of
     each word column's plane-0 code (plane j adds j * SPAN). x_sum: the running sum of x by
     column, kept only for a per-row zero-point tensor."""
@@ -147,7 +161,7 @@ def _gemv_block(acc, x_sum, words, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, m
         if BIASED:
             vals = decode_plane_biased(words, j, BITS, PTX)
         else:
-            vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS)
+            vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2)
         if PER_PLANE and WIDE:  # [BLOCK_N, COLS] scales: a column's group depends on its block
             offs = ((k_col + j * SPAN) // GROUP_SIZE)[None, :] * N + rn[:, None]
             ok = mask_n[:, None] & (k_col + j * SPAN < K)[None, :]
@@ -256,34 +270,49 @@ def weight_only_gemv_kernel(
     COLS: tl.constexpr = TRIP_BLOCKS * SPAN if WIDE else SPAN
     col = tl.arange(0, COLS)
     x_cols = (col // SPAN) * BLOCK_K + col % SPAN if WIDE else col
-    w_ptrs = w_ptr + rn[:, None].to(tl.int64) * words_per_row + (k_start // PER_WORD + col)[None, :]
+    WPB: tl.constexpr = words_per_block(BITS, SPAN)  # SPAN, or BITS * SPAN / 4 when dense
+    if is_dense(BITS):  # blocks of WPB words, a tile per slice: w_ptrs at each row's first word (load_slices)
+        words_per_row = words_per_row // 4 * 4  # as it is: a block is 4 * BITS words, so loads stay 16-byte
+        w_ptrs = w_ptr + rn[:, None].to(tl.int64) * words_per_row + (k_start // BLOCK_K) * WPB
+        k_end = tl.minimum((words_per_row // WPB) * BLOCK_K, k_start + k_chunk)
+    else:  # the block's words
+        w_ptrs = w_ptr + rn[:, None].to(tl.int64) * words_per_row + (k_start // PER_WORD + col)[None, :]
+        k_end = tl.minimum(words_per_row * PER_WORD, k_start + k_chunk)
     x_row = x_ptr + m * stride_xm
-    k_end = tl.minimum(words_per_row * PER_WORD, k_start + k_chunk)
 
     acc = tl.zeros([BLOCK_N, COLS], dtype=tl.float32)
     x_sum = tl.zeros([COLS], dtype=tl.float32)  # sum of x, for a per-row zero point
     STEP: tl.constexpr = TRIP_BLOCKS * BLOCK_K
     col_k = ((col // SPAN) * BLOCK_K)[None, :]  # each column's block, from the trip's start (0 unless WIDE)
-    words_a = tl.load(w_ptrs, mask=k_start + col_k < k_end, other=0, eviction_policy="evict_first")
+    # words_a: the trip's (first) block, one tile per slice (a, a1, a2); words_b: the second block
+    words_a, words_a1, words_a2 = load_slices(w_ptrs, col, BITS, SPAN, k_start + col_k < k_end, 0, "evict_first")
     if TRIP_BLOCKS == 2 and not WIDE:
         # + col_k (0 when not WIDE) makes each mask a tensor, as 3.9's interpreter needs (same SASS)
-        words_b = tl.load(w_ptrs + SPAN, mask=k_start + BLOCK_K + col_k < k_end, other=0,
-                          eviction_policy="evict_first")
+        words_b, words_b1, words_b2 = load_slices(w_ptrs + WPB, col, BITS, SPAN, k_start + BLOCK_K + col_k < k_end,
+                                                  0, "evict_first")
     for k0 in range(k_start, k_end, STEP):
-        w_ptrs += TRIP_BLOCKS * SPAN
-        next_a = tl.load(w_ptrs, mask=k0 + STEP + col_k < k_end, other=0, eviction_policy="evict_first")
+        w_ptrs += TRIP_BLOCKS * WPB
+        next_a, next_a1, next_a2 = load_slices(w_ptrs, col, BITS, SPAN, k0 + STEP + col_k < k_end, 0, "evict_first")
         if TRIP_BLOCKS == 2 and not WIDE:
-            next_b = tl.load(w_ptrs + SPAN, mask=k0 + STEP + BLOCK_K + col_k < k_end, other=0,
-                             eviction_policy="evict_first")
-        acc, x_sum = _gemv_block(acc, x_sum, words_a, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
-                                 BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE, EVEN_K, PTX, WIDE,
-                                 BIASED)
+            next_b, next_b1, next_b2 = load_slices(w_ptrs + WPB, col, BITS, SPAN, k0 + STEP + BLOCK_K + col_k < k_end,
+                                                   0, "evict_first")
+        acc, x_sum = _gemv_block(acc, x_sum, words_a, words_a1, words_a2, k0, x_cols, x_row, scale_ptr, zero_ptr, rn,
+                                 mask_n, N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE,
+                                 EVEN_K, PTX, WIDE, BIASED)
         words_a = next_a
+        if slices(BITS) > 1:  # (a slice the format lacks is not carried through the loop)
+            words_a1 = next_a1
+        if slices(BITS) > 2:
+            words_a2 = next_a2
         if TRIP_BLOCKS == 2 and not WIDE:
-            acc, x_sum = _gemv_block(acc, x_sum, words_b, k0 + BLOCK_K, x_cols, x_row, scale_ptr, zero_ptr, rn, mask_n,
-                                     N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE,
-                                     EVEN_K, PTX, WIDE, BIASED)
+            acc, x_sum = _gemv_block(acc, x_sum, words_b, words_b1, words_b2, k0 + BLOCK_K, x_cols, x_row, scale_ptr,
+                                     zero_ptr, rn, mask_n, N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET,
+                                     GROUP_SIZE, EVEN_K, PTX, WIDE, BIASED)
             words_b = next_b
+            if slices(BITS) > 1:
+                words_b1 = next_b1
+            if slices(BITS) > 2:
+                words_b2 = next_b2
 
     out = tl.sum(acc, axis=1)
     if GROUP_SIZE == 0:
@@ -353,12 +382,17 @@ def weight_only_gemm_kernel(
     rn_c = tl.where(mask_n, rn, 0)
     rm_c = tl.where(mask_m, rm, 0)
     span = tl.arange(0, SPAN)
-    w_ptrs = w_ptr + rn_c[:, None].to(tl.int64) * words_per_row + span[None, :]
+    WPB: tl.constexpr = words_per_block(BITS, SPAN)  # SPAN, or BITS * SPAN / 4 when dense
+    if is_dense(BITS):  # w_ptrs at each row's first word (load_slices)
+        words_per_row = words_per_row // 4 * 4  # as it is: a block is 4 * BITS words, so loads stay 16-byte
+        w_ptrs = w_ptr + rn_c[:, None].to(tl.int64) * words_per_row
+    else:
+        w_ptrs = w_ptr + rn_c[:, None].to(tl.int64) * words_per_row + span[None, :]
     x_ptrs = x_ptr + rm_c[None, :].to(tl.int64) * stride_xm + span[:, None]  # x.T tile [SPAN, BLOCK_M]
 
     acc = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
-    for blk in range(pid_k, words_per_row // SPAN, SPLIT_K):
-        words = tl.load(w_ptrs + blk * SPAN, eviction_policy="evict_first")
+    for blk in range(pid_k, words_per_row // WPB, SPLIT_K):
+        words, words1, words2 = load_slices(w_ptrs + blk * WPB, span, BITS, SPAN, EVICT="evict_first")
         k0 = blk * BLOCK_K
         if not PER_ELEMENT:
             offs = (k0 // GROUP_SIZE) * N + rn_c if PER_BLOCK else rn_c
@@ -367,7 +401,7 @@ def weight_only_gemm_kernel(
             part = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
         if ONE_DOT:  # all planes as one [BLOCK_N, BLOCK_K] operand: plane-major is K order
             plane = tl.arange(0, PER_WORD)
-            vals = decode_codes(unpack_planes(words, BITS, PER_WORD), ELEMENT)
+            vals = decode_codes(unpack_planes(words, BITS, PER_WORD, SPAN, words1, words2), ELEMENT)
             if PER_ELEMENT:
                 k_plane = k0 + plane * SPAN
                 offs_p = (k_plane // GROUP_SIZE)[None, :] * N + rn_c[:, None]
@@ -395,7 +429,7 @@ def weight_only_gemm_kernel(
                     xt = tl.load(x_ptrs + kk)
                 else:
                     xt = tl.load(x_ptrs + kk, mask=(kk + span < K)[:, None], other=0.0)
-                vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS)
+                vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2)
                 if PER_ELEMENT:
                     if GROUP_SIZE % BLOCK_K != 0:  # this plane's own group
                         offs_j = (kk // GROUP_SIZE) * N + rn_c
@@ -498,7 +532,7 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
     words_per_row, n_groups = packed.shape[1], scales.shape[0]
     if config.kernel == "gemv":
         unit = max(2, config.trip_blocks)  # blocks per step of a split (the kernel's UNIT)
-        trips = triton.cdiv(words_per_row // fmt.span, unit)
+        trips = triton.cdiv(words_per_row // fmt.words_per_block, unit)
         chunk = triton.cdiv(trips, max(1, config.split_k))  # trips per split
         split_k = triton.cdiv(trips, chunk)
         tiles = triton.cdiv(n, config.block_n)
@@ -515,11 +549,11 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
             BLOCK_N=config.block_n, SPLIT_K=split_k, PTX=ptx_ok(x2d.device),
             TRIP_BLOCKS=config.trip_blocks, ADJACENT_SPLITS=config.adjacent_splits, WIDE=config.wide,
             BIASED=config.biased and fmt.gemv_bias > 0,  # wide=True rules biased out (KernelConfig)
-            EVEN_K=k % (unit * fmt.block_k) == 0 and words_per_row * fmt.per_word == k,
+            EVEN_K=k % (unit * fmt.block_k) == 0 and words_per_row // fmt.words_per_block * fmt.block_k == k,
             num_warps=config.num_warps, num_stages=config.num_stages, **consts,
         )
         return out
-    split_k = max(1, min(config.split_k, words_per_row // fmt.span))
+    split_k = max(1, min(config.split_k, words_per_row // fmt.words_per_block))
     out = _output(x2d, n, split_k)
     grid = (triton.cdiv(n, config.block_n) * triton.cdiv(m, config.block_m), split_k)
     wrap(weight_only_gemm_kernel)[grid](
@@ -528,7 +562,7 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         BLOCK_M=config.block_m, SPLIT_K=split_k, GROUP_N=config.group_n,
         ONE_DOT=config.one_dot or fmt.span < 16,  # a plane narrower than 16 is too thin for a dot
         BLOCK_SCALE=config.block_scale, DOT_F32=interpreting(), PTX=ptx_ok(x2d.device),
-        EVEN_K=k % fmt.block_k == 0 and words_per_row * fmt.per_word == k,
+        EVEN_K=k % fmt.block_k == 0 and words_per_row // fmt.words_per_block * fmt.block_k == k,
         num_warps=config.num_warps, num_stages=config.num_stages, **consts,
     )
     return out.to(x2d.dtype)
