@@ -64,6 +64,18 @@ def count(sass: str) -> collections.Counter:
     return collections.Counter(re.findall(r"^\S+\t(?:@!?U?P\w+\s+)?([A-Z0-9]+)", sass, re.M))
 
 
+def loop_instructions(sass: str) -> int:
+    """Instructions of the largest loop (a label up to a branch back to it): the main loop's body, once."""
+    lines = sass.splitlines()
+    labels = {m.group(1): i for i, line in enumerate(lines) if (m := re.match(r"^(\w+):$", line))}
+    best = 0
+    for i, line in enumerate(lines):
+        m = re.search(r"\bBRA\s+(\w+)", line)
+        if m and labels.get(m.group(1), i) < i:
+            best = max(best, sum(bool(re.match(r"^\S+\t", x)) for x in lines[labels[m.group(1)]:i + 1]))
+    return best
+
+
 CASES = {
     "int4_g128_gemv_split": (wo.weight_only_gemv_kernel, AffineLayout(128, 4).weight_format(),
                              dict(BLOCK_N=64, SPLIT_K=4, EVEN_K=True, TRIP_BLOCKS=2, ADJACENT_SPLITS=False)),
@@ -86,6 +98,20 @@ CASES = {
                       dict(BLOCK_N=128, BLOCK_M=128, SPLIT_K=1, GROUP_N=8, ONE_DOT=True, BLOCK_SCALE=False,
                            DOT_F32=False, EVEN_K=True, num_warps=8)),
 }
+# Dense widths (3, 5, 6, 7 bits: slices of 4, 2, 1 bits) beside 4 and 8 bits at the same tiles
+_GEMV_SPLIT = dict(BLOCK_N=64, SPLIT_K=4, EVEN_K=True, TRIP_BLOCKS=2, ADJACENT_SPLITS=False)
+_GEMM_SPLIT = dict(BLOCK_N=64, BLOCK_M=16, SPLIT_K=4, GROUP_N=8, ONE_DOT=False, BLOCK_SCALE=False, DOT_F32=False,
+                   EVEN_K=True)
+_GEMV_ROW = dict(BLOCK_N=32, SPLIT_K=1, EVEN_K=True, TRIP_BLOCKS=2, ADJACENT_SPLITS=False)
+for _bits in (3, 5, 6, 7, 8):
+    CASES[f"uint{_bits}_g128_gemv_split"] = (wo.weight_only_gemv_kernel, AffineLayout(128, _bits).weight_format(),
+                                             _GEMV_SPLIT)
+    CASES[f"uint{_bits}_g128_gemm_split"] = (wo.weight_only_gemm_kernel, AffineLayout(128, _bits).weight_format(),
+                                             _GEMM_SPLIT)
+for _bits in (4, 8):
+    CASES[f"uint{_bits}_row_gemv"] = (wo.weight_only_gemv_kernel,
+                                      AffineLayout(0, _bits, symmetric=True).weight_format(), _GEMV_ROW)
+CASES["fp5_e2m2_row_gemv"] = (wo.weight_only_gemv_kernel, FpxLayout(0, 2, 2).weight_format(), _GEMV_ROW)
 
 def all_cases():
     for name, (kernel, fmt, switches) in CASES.items():
@@ -111,7 +137,8 @@ if __name__ == "__main__":
         ops = count(sass)
         top = ", ".join(f"{op}:{n}" for op, n in ops.most_common(8))
         digest = hashlib.sha1(sass.encode()).hexdigest()[:12]  # equal digests: byte-identical SASS
-        print(f"{name:40s} sass {digest} instructions={sum(ops.values())} shared={compiled.metadata.shared} | {top}")
+        print(f"{name:40s} sass {digest} instructions={sum(ops.values())} loop={loop_instructions(sass)} "
+              f"shared={compiled.metadata.shared} | {top}")
         if out_dir:
             for ext in ("ptx", "sass"):
                 with open(os.path.join(out_dir, f"{name}.{ext}"), "w") as fh:
