@@ -59,9 +59,11 @@ def fresh_dynamo():
 def test_at_most_two_kernels_per_linear_under_compile(name, m):
     """torch.compile's default mode (no CUDA graphs): one GEMM per quantized linear and at most one
     other kernel per linear, its activation's scales (the row or 1x128 block max; the ReLU before the
-    second and third layers fused into it; the GEMM quantizes in its prologue at these M, per tensor
-    taking the largest finite row scale itself): nothing else per layer, no separate cast, global
-    amax, memset (split-K counters are the layer's) or copy."""
+    second and third layers fused into it; per row and static it writes the codes too, per tensor
+    and per block the GEMM quantizes in its prologue at these M, per tensor taking the largest
+    finite row scale itself): nothing else per layer, no separate cast, global amax, memset (split-K
+    counters are the layer's) or copy. On the H200 the row and static configs passed on the codes
+    path (run A) and the tensor and block ones on the prologue (run C), docs/bench/h200-2026-12-02-s9."""
     _needs_fp8(name)
     model = quantized_mlp(DIMS, CONFIGS[name], DT, CUDA)
     kernels = compiled_call_kernels(model, torch.randn(m, DIMS[0], dtype=DT, device=CUDA))

@@ -415,11 +415,13 @@ def test_split_k_matches_reference_and_leaves_counters_at_zero(layout, monkeypat
 
 
 def test_quantize_in_prologue_policy():
-    """"auto": the prologue for small M (the small-M region of tqk.ops), and at any M per tensor and per
-    1x128 block (two kernels per linear); forced either way by act_quant; anything else refused."""
-    assert quantize_in_prologue("auto", "row", 1) and quantize_in_prologue("auto", "row", PROLOGUE_MAX_M)
-    assert not quantize_in_prologue("auto", "row", PROLOGUE_MAX_M + 1)
-    assert quantize_in_prologue("auto", "tensor", 4096) and quantize_in_prologue("auto", "block", 4096)
+    """"auto": the prologue only per tensor and per 1x128 block in the small-M region of tqk.ops (two
+    kernels per linear where the codes path takes three or four), the codes everywhere else (faster
+    on the H200 at every M); forced either way by act_quant; anything else refused."""
+    assert not quantize_in_prologue("auto", "row", 1) and not quantize_in_prologue("auto", "row", 4096)
+    for a_scale in ("tensor", "block"):
+        assert quantize_in_prologue("auto", a_scale, 1) and quantize_in_prologue("auto", a_scale, PROLOGUE_MAX_M)
+        assert not quantize_in_prologue("auto", a_scale, PROLOGUE_MAX_M + 1)
     assert quantize_in_prologue("prologue", "row", 4096) and not quantize_in_prologue("codes", "tensor", 1)
     with pytest.raises(ValueError, match="act_quant"):
         quantize_in_prologue("fused", "row", 1)

@@ -362,14 +362,18 @@ PROLOGUE_MAX_M = 64  # the small-M region of tqk.ops.M_REGIONS: one choice per t
 def quantize_in_prologue(act_quant: str, a_scale: str, m: int) -> bool:
     """Whether the GEMM quantizes the float activation itself (True) or reads codes that torch ops
     wrote (False): the one place that decides. act_quant "prologue" / "codes" force it (ScaledLayout's
-    field, for measuring); "auto": the prologue for M <= PROLOGUE_MAX_M, and at any M per tensor and
-    per 1x128 block, where the codes path costs kernels of its own (a global amax; a block amax and
-    its cast came out as two)."""
+    field, for measuring); "auto": the prologue only per tensor and per 1x128 block at M <=
+    PROLOGUE_MAX_M, where the codes path costs kernels of its own (a global amax; a block amax and
+    its cast came out as two) and decode runs without CUDA graphs pay ~20 us of host time per launch.
+    Everywhere else the codes: on the H200 (docs/bench/h200-2026-12-02-s9, same tiles) the prologue
+    was slower at every M it ran, per row int8 o 4096x4096 24.5 against 14.9 us at M = 1, gate_up
+    57.3 against 34.4 at M = 16, o 203 against 69 at M = 2048: every N tile quantizes the
+    activation again, and the converted tile does not pipeline like a loaded one."""
     if act_quant not in ACT_QUANT:
         raise ValueError(f"act_quant must be one of {ACT_QUANT}, got {act_quant!r}")
     if act_quant != "auto":
         return act_quant == "prologue"
-    return a_scale in ("tensor", "block") or m <= PROLOGUE_MAX_M
+    return a_scale in ("tensor", "block") and m <= PROLOGUE_MAX_M
 
 
 def launch_scaled_mm(a, a_scales, w_codes, w_scales, w_zeros, bias, fmt: ScaledFormat, n: int, k: int,
