@@ -100,21 +100,32 @@ def scaled_candidates(fmt, m: int) -> list[ScaledConfig]:
                                   (64, 128, 4, 4), (64, 128, 4, 5), (128, 64, 4, 4), (64, 256, 8, 3))]
 
 
-def tune_one(weights, x, config_list, bench):
-    fmt = weights[0].quant_layout.weight_format()
-    n, k = weights[0].shape
+def fastest(configs, weights, x, launch, bench, settle_s=0.1):
+    """(ms, config) of the fastest of `configs`, each timed over every weight copy: launch(cfg, w)
+    runs one call. None when no config runs (out of resources for this tile: not a candidate here)."""
     best = None
-    for cfg in config_list:
-        calls = [lambda x, qw=qw, cfg=cfg: launch_weight_only(x, qw.packed, qw.scales, qw.zeros, None, fmt, n, k, cfg)
-                 for qw in weights]
+    for cfg in configs:
+        calls = [lambda x, w=w, cfg=cfg: launch(cfg, w, x) for w in weights]
         try:
-            t = bench(calls, x)
-        except Exception as e:  # out of resources for this tile: not a candidate here
+            t = bench(calls, x, settle_s=settle_s)
+        except Exception as e:  # noqa: BLE001
             print(f"    skip {cfg}: {type(e).__name__}")
             continue
         if best is None or t < best[0]:
             best = (t, cfg)
     return best
+
+
+def with_heuristic(configs: list, h) -> list:
+    """The search space with the untuned heuristic in it, so a tuned entry is never worse."""
+    return configs if h in configs else configs + [h]
+
+
+def weight_copies(t, nbytes: int, interpreted: bool = False) -> list:
+    """t and clones of it whose bytes together exceed the L2 several times over (one on the CPU)."""
+    from .bench.timing import copies_needed, l2_cache_bytes
+    n = 1 if interpreted else copies_needed(nbytes, l2_cache_bytes())
+    return [t] + [t.clone() for _ in range(n - 1)]
 
 
 def _compile_all(compile_one, items, jobs: int):
@@ -144,8 +155,6 @@ def _compile_all(compile_one, items, jobs: int):
 
 def tune_scaled(args, device, table, bench, bf16_time) -> list:
     """The scaled family: for each shape, format, M and path, the fastest of scaled_candidates."""
-    from .bench.timing import copies_needed, l2_cache_bytes
-
     counters = torch.zeros(1 << 17, dtype=torch.int32, device=device)  # zeroed split-K slots (left at zero)
     interpreted = device.type != "cuda"  # (a CPU smoke test through Triton's interpreter)
     rows = []
@@ -158,8 +167,7 @@ def tune_scaled(args, device, table, bench, bf16_time) -> list:
             qw = quantize_weight(w, SCALED_FORMATS[fname])
             layout = qw.quant_layout
             fmt = layout.scaled_format()
-            copies = 1 if interpreted else copies_needed(qw.packed_nbytes, l2_cache_bytes())
-            weights = [qw] + [qw.clone() for _ in range(copies - 1)]
+            weights = weight_copies(qw, qw.packed_nbytes, interpreted)
             for m in args.m:
                 auto = scaled_mm.quantize_in_prologue("auto", fmt.a_scale, m)
                 for quantize_a in ((auto,) if args.act_quant == "auto" else (True, False)):
@@ -168,27 +176,15 @@ def tune_scaled(args, device, table, bench, bf16_time) -> list:
                         a, a_scales = x, activation_scales(x, layout.act, layout.act_granularity, layout.static_scale)
                     else:
                         a, a_scales = quantize_activation(x, layout.act, layout.act_granularity, layout.static_scale)
-                    cands = scaled_candidates(fmt, m)
-                    h = scaled_heuristic(fmt, m, n, k)
-                    if h not in cands:
-                        cands.append(h)
+                    cands = with_heuristic(scaled_candidates(fmt, m), scaled_heuristic(fmt, m, n, k))
 
-                    def launch(cfg, qw=qw, warmup=False, a=a, a_scales=a_scales, quantize_a=quantize_a):
+                    def launch(cfg, qw, a, warmup=False, a_scales=a_scales, quantize_a=quantize_a):
                         return launch_scaled_mm(a, a_scales, qw.packed, qw.scales, qw.zeros, None, fmt, n, k,
                                                 torch.bfloat16, cfg, quantize_a, interpreted, counters=counters,
                                                 warmup=warmup)
                     if not interpreted:
-                        _compile_all(lambda cfg: launch(cfg, warmup=True), cands, args.jobs)
-                    best = None
-                    for cfg in cands:
-                        calls = [lambda a, qw=qw, cfg=cfg: launch(cfg, qw) for qw in weights]
-                        try:
-                            t = bench(calls, a, settle_s=0.05)
-                        except Exception as e:  # out of resources for this tile: not a candidate here
-                            print(f"    skip {cfg}: {type(e).__name__}")
-                            continue
-                        if best is None or t < best[0]:
-                            best = (t, cfg)
+                        _compile_all(lambda cfg, a=a: launch(cfg, qw, a, warmup=True), cands, args.jobs)
+                    best = fastest(cands, weights, a, launch, bench, settle_s=0.05)
                     if best is None:
                         continue
                     t, cfg = best
@@ -235,14 +231,13 @@ def main(argv=None):
             json.dump(table, f, indent=1, sort_keys=True)
     args.write = write
 
-    from .bench.timing import copies_needed, l2_cache_bytes, time_calls
+    from .bench.timing import time_calls
 
     def bench(calls, x, settle_s=0.1):
         return time_calls(calls, x, reps=15, warmup=2, min_replay_s=5e-4, settle_s=settle_s).median_s * 1e3  # ms
 
     def bf16_time(w, x):
-        copies = [w] + [w.clone() for _ in range(copies_needed(w.numel() * 2, l2_cache_bytes()) - 1)]
-        return bench([lambda x, w=w: F.linear(x, w) for w in copies], x)
+        return bench([lambda x, w=w: F.linear(x, w) for w in weight_copies(w, w.numel() * 2)], x)
 
     if scaled:
         rows = tune_scaled(args, device, table, bench, bf16_time)
@@ -254,17 +249,16 @@ def main(argv=None):
         w = torch.randn(n, k, dtype=torch.bfloat16, device=device)
         for m in args.m:
             x = torch.randn(m, k, dtype=torch.bfloat16, device=device)
-            bf16_copies = [w] + [w.clone() for _ in range(copies_needed(w.numel() * 2, l2_cache_bytes()) - 1)]
-            t_bf16 = bench([lambda x, w=w: F.linear(x, w) for w in bf16_copies], x)
-            del bf16_copies
+            t_bf16 = bf16_time(w, x)
             for fname in args.formats:
                 qw = quantize_weight(w, FORMATS[fname])
-                weights = [qw] + [qw.clone() for _ in range(copies_needed(qw.packed_nbytes, l2_cache_bytes()) - 1)]
-                cands = candidates(m, qw.quant_layout.weight_format().gemv_bias > 0)
-                h = heuristic(n, k, m_bucket(m))
-                if h not in cands:
-                    cands.append(h)
-                t, cfg = tune_one(weights, x, cands, bench)
+                weights = weight_copies(qw, qw.packed_nbytes)
+                wfmt = qw.quant_layout.weight_format()
+                cands = with_heuristic(candidates(m, wfmt.gemv_bias > 0), heuristic(n, k, m_bucket(m)))
+
+                def launch(cfg, qw, x, wfmt=wfmt):
+                    return launch_weight_only(x, qw.packed, qw.scales, qw.zeros, None, wfmt, n, k, cfg)
+                t, cfg = fastest(cands, weights, x, launch, bench)
                 del weights
                 key = table_key(qw.quant_layout.weight_format().key, n, k, m)
                 table["configs"][key] = cfg.to_json()
