@@ -231,11 +231,13 @@ def _run_mode(model, mode: str, row: Row, p: dict, accuracy: bool):
     return torch.stack(logits, 1) if accuracy else None
 
 
-def _run_paired(p: dict, row: Row, mode: str, cache_len: int):
+def _run_paired(p: dict, row: Row, mode: str, cache_len: int, refs: dict):
     """bf16's wall ms for `mode`, timed in this process right after the config's: a host-bound mode
     (no CUDA graphs) drifts by up to 1.4x between processes on a shared host, and a ratio of two
     runs seconds apart does not. The bf16 model is compiled from the caches its own run filled."""
-    ref = build_model(ModelArgs(**p["model"]), torch.device(p["device"]), seed=p["seed"])
+    if "bf16" not in refs:  # built once per process, for every batch size and mode
+        refs["bf16"] = build_model(ModelArgs(**p["model"]), torch.device(p["device"]), seed=p["seed"])
+    ref = refs["bf16"]
     ref.setup_caches(row.batch, cache_len)
     alone = Row("bf16", row.batch)
     try:
@@ -243,7 +245,6 @@ def _run_paired(p: dict, row: Row, mode: str, cache_len: int):
         row.pair_ms[mode] = alone.wall_ms[mode]
     except Exception as e:  # noqa: BLE001
         row.notes.append(f"{mode} bf16 pair: {_error(e)}")
-    del ref
 
 
 def _accuracy(row: Row, logits, p: dict):
@@ -278,6 +279,7 @@ def measure_config(p: dict, report=lambda rows: None) -> list[dict]:
         for r in rows:
             r.notes.append(f"error: {_error(e)}")
         return emit()
+    refs = {}  # the bf16 model of --paired
     took, last = {}, 0.0  # seconds the last run of each mode, and of any mode, took: what the next one expects
     need_accuracy = True  # from the first run that gets through the prompt, at the first batch size
     for r in rows:
@@ -303,7 +305,7 @@ def measure_config(p: dict, report=lambda rows: None) -> list[dict]:
             except Exception as e:  # noqa: BLE001 - one mode failing must not end the config
                 r.notes.append(f"{mode}: {_error(e)}")
             if mode in p.get("paired", ()) and p["config"].startswith("tqk-") and mode in r.wall_ms:
-                _run_paired(p, r, mode, _cache_len(p, r is rows[0]))
+                _run_paired(p, r, mode, _cache_len(p, r is rows[0]), refs)
             took[mode] = last = time.time() - t0
             hits = {k: v - hits.get(k, 0) for k, v in _cache_counts().items() if v - hits.get(k, 0)}
             print(f"      {took[mode]:.0f} s: {r.wall_ms.get(mode, math.nan):.3f} ms/step, "
