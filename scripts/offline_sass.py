@@ -3,13 +3,21 @@ their SASS, so a change to a kernel body can be checked (same code, or how much 
 machine. Prints one line per case (a digest of its SASS: the same digest before and after a change
 means the same code); with OUTDIR, writes each case's ptx and sass there.
 
-    TRITON_INTERPRET=0 [ONLY=substring] python scripts/offline_sass.py [OUTDIR]
+    TRITON_INTERPRET=0 [ONLY=substring,...] [INDUCTOR=1] python scripts/offline_sass.py [OUTDIR]
+
+INDUCTOR=1 compiles each kernel from the source torch.compile generates for it instead: inductor copies
+a user kernel and the helpers it calls, by name, into a module of its own and compiles that in a
+subprocess, so a helper that reaches its module's other names (`packing.f`) compiles here but fails
+there (tests/kernels/test_inductor_source.py).
 """
 import collections
+import functools
 import hashlib
+import importlib.util
 import os
 import re
 import sys
+import tempfile
 
 os.environ["TRITON_INTERPRET"] = "0"  # before tqk: compile, don't interpret
 
@@ -23,6 +31,28 @@ from tqk.kernels import weight_only as wo  # noqa: E402
 from tqk.layouts import AffineLayout, Float8Layout, FpxLayout, ScaledLayout  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
+INDUCTOR = os.environ.get("INDUCTOR") == "1"
+
+
+@functools.cache
+def inductor_copy(kernel):
+    """The kernel rebuilt from inductor's copy of its source and its helpers' (what a compiled model
+    launches), in a fresh module that sees nothing of tqk's."""
+    from torch._inductor.codegen.wrapper import user_defined_triton_kernel_transitive_closure_source_code
+
+    src = user_defined_triton_kernel_transitive_closure_source_code(kernel)
+    path = os.path.join(tempfile.mkdtemp(), f"inductor_{kernel.__name__}.py")
+    with open(path, "w") as fh:  # Triton reads a kernel's source from its file
+        fh.write("import triton\nimport triton.language as tl\n\n\n@triton.jit\n" + src)
+    spec = importlib.util.spec_from_file_location(f"inductor_{kernel.__name__}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, kernel.__name__)
+
+
+def source(kernel):
+    return inductor_copy(kernel) if INDUCTOR else kernel
+
 POINTERS = {"x_ptr": "*bf16", "w_ptr": "*i32", "scale_ptr": "*bf16", "zero_ptr": "*bf16", "bias_ptr": "*bf16",
             "out_ptr": "*bf16", "part_ptr": "*fp32", "count_ptr": "*i32"}
 
@@ -46,7 +76,7 @@ def build_scaled(layout: ScaledLayout, block_m: int, block_n: int, num_warps: in
                  split_k: int = 1):
     """The activation-quantized GEMM for one ScaledLayout (a *MMA / *GMMA count shows the tensor cores);
     prologue: reading bf16 activations and quantizing them itself."""
-    fmt, kernel = layout.scaled_format(), sm.scaled_mm_kernel
+    fmt, kernel = layout.scaled_format(), source(sm.scaled_mm_kernel)
     codes = "*i8" if fmt.act == "int8" else "*u8"
     pointers = {"a_ptr": "*bf16" if prologue else codes, "a_scale_ptr": "*fp32",
                 "w_ptr": "*i8" if fmt.weight == "int8" else "*u8", "w_scale_ptr": "*bf16", "w_zero_ptr": "*bf16",
@@ -127,9 +157,9 @@ def all_cases():
 
 if __name__ == "__main__":
     out_dir = sys.argv[1] if len(sys.argv) > 1 else None
-    only = os.environ.get("ONLY", "")  # a substring of the case names to build
+    only = os.environ.get("ONLY", "").split(",")  # substrings of the case names to build
     for name, make in all_cases():
-        if only not in name:
+        if not any(part in name for part in only):
             continue
         compiled = make()
         sass = get_sass(compiled.asm["cubin"])  # the cuobjdump that ships with Triton

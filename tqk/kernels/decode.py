@@ -15,19 +15,20 @@ of SPAN).
 import triton
 import triton.language as tl
 
-from ..layouts import packing
-from ..layouts.packing import is_dense, lane_words, slice_bit, slice_word, words_per_block  # noqa: F401 (kernels')
+# Bare names, never `packing.f`: inductor copies a user kernel's helpers into its generated module by
+# name, and a module attribute inside a constexpr_function does not come along (tests/kernels/test_inductor_source.py).
+from ..layouts.packing import is_dense, lane_words, slice_bit, slice_widths, slice_word, words_per_block  # noqa: F401 (kernels')
 
 
 @triton.constexpr_function
 def slices(bits):
     """How many slices a code has: 1 (1, 2, 4, 8 bits), 2 (3, 5, 6) or 3 (7)."""
-    return len(packing.slice_widths(bits))
+    return len(slice_widths(bits))
 
 
 @triton.constexpr_function
 def slice_width(bits, i):
-    return packing.slice_widths(bits)[i]
+    return slice_widths(bits)[i]
 
 
 @triton.constexpr_function

@@ -35,7 +35,6 @@ import torch
 import triton
 import triton.language as tl
 
-from triton.language.extra import libdevice
 
 from . import tuning
 from .decode import decode_codes
@@ -113,7 +112,10 @@ def _quantize(x, inv, ACT: tl.constexpr, DOT_F32: tl.constexpr):
             out = (q + 12582912.0) - 12582912.0  # rounds to an integer, ties to even (|q| < 2**22)
             out = tl.where(out == out, out, 0.0)
         else:
-            out = libdevice.float2int_rn(q).to(tl.int8)
+            # cvt.rni is libdevice's float2int_rn, written out: inductor's copy of a user kernel takes
+            # along the helpers it calls by name but no module (tests/kernels/test_inductor_source.py)
+            out = tl.inline_asm_elementwise("cvt.rni.s32.f32 $0, $1;", "=r,r", [q], dtype=tl.int32, is_pure=True,
+                                            pack=1).to(tl.int8)
     else:
         q = tl.minimum(tl.maximum(q, -448.0), 448.0)
         if DOT_F32:

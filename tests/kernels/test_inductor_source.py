@@ -1,0 +1,28 @@
+"""torch.compile launches tqk's kernels from a module inductor writes: it copies each user kernel and
+the helpers it calls, by name, and compiles that copy in a subprocess. A helper that reaches a name
+the copy lacks (a module attribute such as `packing.f`, an imported module such as libdevice) runs
+under the interpreter and compiles from tqk's own module, and fails only there: every tqk config's
+compiled model did, on the H200 (docs/bench/h200-2026-12-02-s10). This compiles inductor's copy of
+each kernel family's paths for sm_90, offline, with no GPU (scripts/offline_sass.py, INDUCTOR=1)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+
+ROOT = Path(__file__).resolve().parents[2]
+# one case per decode and load path: dense slices, the biased GEMV, WIDE tiles, small floats, the GEMM,
+# and the scaled GEMM's int8 and e4m3 prologues (the quantize helpers) with split-K
+CASES = ["uint3_g128_gemv_split", "int4_g128_gemv_biased", "int8_row_gemv_wide", "fp6_e3m2_row_gemv",
+         "uint7_g128_gemm_split", "fp4_e2m1_g32_gemm", "scaled0_int8xint8_row_row_16x64_prologue_split4",
+         "scaled5_e4m3xe4m3_block_block128_16x64_prologue", "scaled8_e4m3xint4_row_group256_16x64"]
+
+
+def test_inductor_copies_of_the_kernels_compile():
+    env = dict(os.environ, TRITON_INTERPRET="0", INDUCTOR="1", ONLY=",".join(CASES))
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "offline_sass.py")], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    built = {line.split()[0] for line in run.stdout.splitlines() if " sass " in line}
+    assert set(CASES) <= built, f"not built: {sorted(set(CASES) - built)}"
