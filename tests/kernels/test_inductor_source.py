@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
-
 ROOT = Path(__file__).resolve().parents[2]
 # one case per decode and load path: dense slices, the biased GEMV, WIDE tiles, small floats, the GEMM,
 # and the scaled GEMM's int8 and e4m3 prologues (the quantize helpers) with split-K

@@ -54,7 +54,9 @@ config; the table is printed last.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import fcntl
 import json
 import math
 import os
@@ -327,8 +329,10 @@ def warm_config(p: dict, report=lambda value: None) -> dict:
     failed, by batch and mode."""
     dev = torch.device(p["device"])
     failed = {}
-    model = build_model(ModelArgs(**p["model"]), dev, seed=p["seed"])
-    apply_config(model, p["config"])
+    with _one_at_a_time(p):
+        model = build_model(ModelArgs(**p["model"]), dev, seed=p["seed"])
+        apply_config(model, p["config"])
+        torch.cuda.empty_cache() if dev.type == "cuda" else None
     for batch in p.get("warm_batches", p["batches"]):
         model.setup_caches(batch, _cache_len(p, batch == p["batches"][0]))
         for mode in p["modes"]:
@@ -345,6 +349,22 @@ def warm_config(p: dict, report=lambda value: None) -> dict:
         from gemlite.core import GemLiteLinear
         GemLiteLinear.cache_config(_gemlite_file(p))
     return failed
+
+
+@contextlib.contextmanager
+def _one_at_a_time(p: dict):
+    """Held while a warm child builds and quantizes its model: quantizing the 128256-row head takes
+    float32 temporaries of several GiB, and eight children doing it at once ran the H200's 139 GiB out
+    (the tenth session's first run). A lock file in the run's work folder; nothing without one."""
+    if not p.get("work"):
+        yield
+        return
+    with open(os.path.join(p["work"], "quantize.lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _gemlite_file(p: dict) -> str:
