@@ -12,8 +12,9 @@ import torch as _torch
 if not _torch.cuda.is_available():
     _os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from .configs import (CannotQuantize, CodebookWeightOnlyConfig, FPXWeightOnlyConfig, Float8DynamicActivationFloat8WeightConfig,  # noqa: E402
-                      Float8DynamicActivationInt4WeightConfig, Float8StaticActivationFloat8WeightConfig,
+from .configs import (CannotQuantize, CodebookWeightOnlyConfig, FPXWeightOnlyConfig,  # noqa: E402
+                      Float8DynamicActivationFloat8WeightConfig, Float8DynamicActivationInt4WeightConfig,
+                      Float8StaticActivationFloat8WeightConfig,
                       Float8WeightOnlyConfig, Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig,
                       Int8DynamicActivationIntxWeightConfig, Int8StaticActivationInt8WeightConfig,
                       Int8WeightOnlyConfig, IntxWeightOnlyConfig, QuantConfig, UIntXWeightOnlyConfig,

@@ -20,15 +20,19 @@ from tqk.layouts import CodebookLayout
 DEVICE = T.default_device()
 
 
-@pytest.mark.parametrize("nbits", [3, 5, 6, 7])
-def test_dense_widths_exact(nbits):
-    """Codes of the dense widths (slices 2 + 1, 4 + 1, 4 + 2, 4 + 2 + 1) looked up in both kernels on
-    exact data: bit for bit. One small case per kernel (the shared tests run 4- and 8-bit examples)."""
-    layout = CodebookLayout(group_size=64, nbits=nbits)
+@pytest.mark.parametrize("nbits,group_size", [(4, 0), (3, 64), (5, 64), (6, 64), (7, 64)])
+def test_widths_exact(nbits, group_size):
+    """4-bit codes with a scale per row, and the dense widths (slices 2 + 1, 4 + 1, 4 + 2, 4 + 2 + 1),
+    looked up in both kernels on exact data: bit for bit. One small case per kernel (the shared tests
+    run CodebookLayout.examples(), 8 bits)."""
+    layout = CodebookLayout(group_size=group_size, nbits=nbits)
     case = T.exact_linear_case(layout, 3, 20, 192, torch.bfloat16, seed=nbits, device=DEVICE)
     qw = case.weight
     ref = T.reference_linear(case.x, qw, case.bias)
-    for config in (KernelConfig("gemv", 16, split_k=2), KernelConfig("gemm", 16, 16, one_dot=nbits % 2 == 1)):
+    configs = [KernelConfig("gemv", 16, split_k=2), KernelConfig("gemm", 16, 16, one_dot=nbits % 2 == 1)]
+    if nbits == 4:  # a wide GEMV tile (a dense one costs the interpreter 3 s more per width)
+        configs.append(KernelConfig("gemv", 16, trip_blocks=2, wide=True))
+    for config in configs:
         out = launch_weight_only(case.x, qw.packed, qw.scales, None, case.bias, layout.weight_format(), 20, 192,
                                  config, table=qw.table)
         T.assert_exact(out, ref, msg=f"{layout} {config}")

@@ -526,7 +526,8 @@ def shared_counters(slots: int, device) -> torch.Tensor | None:
 
 
 def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: int, k: int, config,
-                       counters: torch.Tensor | None = None, wrap=None, table: torch.Tensor | None = None) -> torch.Tensor:
+                       counters: torch.Tensor | None = None, wrap=None,
+                       table: torch.Tensor | None = None) -> torch.Tensor:
     """Launch the kernel that `config` names. Inputs are checked by the caller (tqk.ops).
 
     counters: zeroed int32 slots for the split-K GEMV (split_counter_slots), which it leaves at zero;
