@@ -108,3 +108,45 @@ def test_integer_group_that_does_not_divide_k_is_reported():
     with pytest.warns(UserWarning, match="left 1 layer"):
         report = tqk.quantize_(model, tqk.UIntxWeightOnlyConfig(3, 64))
     assert list(report.quantized) == ["0"] and "group_size=64 does not divide in_features=96" in report.skipped["1"]
+
+
+# --- codebooks ----------------------------------------------------------------------------------
+CODEBOOK_FLOORS = {torch.uint4: 19.0, torch.uint8: 34.8}  # issue 12: k-means simulations give 19.6, 35.3 dB
+
+
+@pytest.mark.parametrize("dtype,floor", CODEBOOK_FLOORS.items(), ids=["16-entries", "256-entries"])
+def test_codebook_accuracy_floor(seeded_linear, dtype, floor):
+    w, x, ref = seeded_linear
+    qw = tqk.quantize_weight(w.float().to(DEV), tqk.CodebookWeightOnlyConfig(dtype))
+    assert qw.quant_layout == tqk.layouts.CodebookLayout(nbits=8 if dtype == torch.uint8 else 4)
+    assert qw.table.shape == (qw.quant_layout.table_entries,)
+    got = T.sqnr(ref, qw.linear(x.float().to(DEV)).double().cpu())
+    assert got >= floor, f"CodebookWeightOnlyConfig({dtype}): {got:.2f} dB < {floor}"
+
+
+def test_codebook_scale_blocks_and_report():
+    model = nn.Sequential(nn.Linear(64, 32), nn.Linear(48, 16)).to(torch.bfloat16)
+    with pytest.warns(UserWarning, match="left 1 layer"):
+        report = tqk.quantize_(model, tqk.CodebookWeightOnlyConfig(torch.uint3, scale_block_size=32))
+    assert list(report.quantized) == ["0"]
+    assert "scale_block_size=32 does not divide in_features=48" in report.skipped["1"]
+    assert model[0].quant_layout == tqk.layouts.CodebookLayout(group_size=32, nbits=3)
+    assert model[0].scales.shape == (2, 32) and model[0].table.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(dtype=torch.int4), ValueError, "dtype"), (dict(dtype=torch.uint16), ValueError, "dtype"),
+    (dict(dtype=torch.float8_e4m3fn), ValueError, "dtype"),
+    (dict(block_size=(1, 9)), ValueError, "block_size"), (dict(block_size=(2, 1)), ValueError, "block_size"),
+    (dict(block_size=(1,)), ValueError, "block_size"), (dict(block_size=(1, 4)), NotImplementedError, "vector codes"),
+    (dict(scale_block_size=20), ValueError, "scale_block_size"), (dict(scale_block_size=0), ValueError, "scale_block")])
+def test_codebook_bad_parameters(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        tqk.CodebookWeightOnlyConfig(**kwargs)
+
+
+def test_codebook_config_is_torchaos_signature():
+    config = tqk.CodebookWeightOnlyConfig(torch.uint2, [1, 1], 64)  # positional, as torchao's dataclass
+    assert (config.dtype, config.block_size, config.scale_block_size) == (torch.uint2, (1, 1), 64)
+    assert tqk.CodebookWeightOnlyConfig() == tqk.CodebookWeightOnlyConfig(torch.uint4, (1, 1), None)
+    hash(config)

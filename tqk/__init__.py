@@ -12,8 +12,9 @@ import torch as _torch
 if not _torch.cuda.is_available():
     _os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from .configs import (CannotQuantize, FPXWeightOnlyConfig, Float8DynamicActivationFloat8WeightConfig,  # noqa: E402
-                      Float8DynamicActivationInt4WeightConfig, Float8StaticActivationFloat8WeightConfig,
+from .configs import (CannotQuantize, CodebookWeightOnlyConfig, FPXWeightOnlyConfig,  # noqa: E402
+                      Float8DynamicActivationFloat8WeightConfig, Float8DynamicActivationInt4WeightConfig,
+                      Float8StaticActivationFloat8WeightConfig,
                       Float8WeightOnlyConfig, Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig,
                       Int8DynamicActivationIntxWeightConfig, Int8StaticActivationInt8WeightConfig,
                       Int8WeightOnlyConfig, IntxWeightOnlyConfig, QuantConfig, UIntXWeightOnlyConfig,
@@ -32,7 +33,7 @@ __all__ = [
     "Int8DynamicActivationInt8WeightConfig", "Int8StaticActivationInt8WeightConfig",
     "Float8DynamicActivationFloat8WeightConfig", "Float8StaticActivationFloat8WeightConfig",
     "Float8DynamicActivationInt4WeightConfig", "Int8DynamicActivationIntxWeightConfig", "FPXWeightOnlyConfig",
-    "IntxWeightOnlyConfig", "UIntxWeightOnlyConfig", "UIntXWeightOnlyConfig",
+    "IntxWeightOnlyConfig", "UIntxWeightOnlyConfig", "UIntXWeightOnlyConfig", "CodebookWeightOnlyConfig",
     "MappingType", "PerTensor", "PerAxis", "PerRow", "PerGroup", "PerBlock",
     "choose_qparams_affine", "quantize_affine", "dequantize_affine",
 ]

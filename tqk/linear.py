@@ -54,6 +54,7 @@ class QuantizedLinear(nn.Linear):
         self._set_buffer("packed", weight.packed.detach())
         self._set_buffer("qparams", weight.scales.detach() if weight.zeros is None else
                          torch.stack([weight.scales.detach(), weight.zeros.detach()]))
+        self._set_buffer("table", None if weight.table is None else weight.table.detach())  # codebooks' entries
         self._refresh_counters()
 
     def _set_buffer(self, name, t):
@@ -77,7 +78,7 @@ class QuantizedLinear(nn.Linear):
     @property
     def weight(self) -> QuantizedLinearWeight:
         return QuantizedLinearWeight(self.packed, self.scales, self.zeros, self.quant_layout,
-                                     (self.out_features, self.in_features), self.weight_dtype)
+                                     (self.out_features, self.in_features), self.weight_dtype, self.table)
 
     def __setattr__(self, name, value):
         if name == "weight":  # nn.Module would try to register a Parameter under the property's name
@@ -128,7 +129,7 @@ class QuantizedLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.quant_layout.linear(x, self.packed, self.scales, self.zeros, self.bias, self.split_counters,
                                         dtype=self.weight_dtype, out_features=self.out_features,
-                                        in_features=self.in_features)
+                                        in_features=self.in_features, table=self.table)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "

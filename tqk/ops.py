@@ -43,10 +43,12 @@ def _config_m(m) -> int:
 
 def _weight_only_linear(
     x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
-    bias: Optional[torch.Tensor], counters: Optional[torch.Tensor], bits: int, element: str, zero_mode: str,
-    zero_offset: int, group_size: int, span: int, out_features: int, in_features: int,
+    bias: Optional[torch.Tensor], counters: Optional[torch.Tensor], table: Optional[torch.Tensor], bits: int,
+    element: str, zero_mode: str, zero_offset: int, group_size: int, span: int, out_features: int, in_features: int,
 ) -> torch.Tensor:
     """out[..., N] = x[..., K] @ dequantize(packed, scales, zeros).T + bias.
+
+    table: a codebook's entries (element "lut", tqk/layouts/codebook.py), else None.
 
     counters: the layer's zeroed split-K slots, or None. The kernel counts in them and sets them
     back to zero, so the op is declared functional (which lets it have an autograd formula): no
@@ -61,7 +63,7 @@ def _weight_only_linear(
         return x.new_empty(*x.shape[:-1], out_features)
     config = select_config(fmt.key, out_features, in_features, _config_m(m), x.device)
     out = launch_weight_only(x2d, packed, scales, zeros, bias, fmt, out_features, in_features, config,
-                             counters=counters, wrap=_WRAP)
+                             counters=counters, wrap=_WRAP, table=table)
     return out.reshape(*x.shape[:-1], out_features)
 
 
@@ -71,7 +73,7 @@ if interpreting():
         _weight_only_linear)
 
     @weight_only_linear.register_fake
-    def _(x, packed, scales, zeros, bias, counters, bits, element, zero_mode, zero_offset, group_size, span,
+    def _(x, packed, scales, zeros, bias, counters, table, bits, element, zero_mode, zero_offset, group_size, span,
           out_features, in_features):
         return x.new_empty(*x.shape[:-1], out_features)
 else:
@@ -81,8 +83,9 @@ else:
 
 
 def _setup_context(ctx, inputs, output):
-    x, packed, scales, zeros, bias, counters, bits, element, zero_mode, zero_offset, group_size, span, n, k = inputs
-    ctx.save_for_backward(packed, scales, zeros)
+    x, packed, scales, zeros, bias, counters, table, bits, element, zero_mode, zero_offset, group_size, span, n, k = \
+        inputs
+    ctx.save_for_backward(packed, scales, zeros, table)
     ctx.fmt = WeightFormat(bits, element, zero_mode, zero_offset, group_size, span)
     ctx.in_features = k
     ctx.x_dtype = x.dtype
@@ -92,14 +95,14 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad):
     """Gradients for x and bias (the quantized weight is frozen); the weight is dequantized
     here, in the backward pass only, for fine-tuning around quantized layers (LoRA, QAT)."""
-    packed, scales, zeros = ctx.saved_tensors
+    packed, scales, zeros, table = ctx.saved_tensors
     grad_x = grad_bias = None
     if ctx.needs_input_grad[0]:
-        w = reference.dequantize(packed, scales, zeros, ctx.fmt, ctx.in_features, ctx.x_dtype)
+        w = reference.dequantize(packed, scales, zeros, ctx.fmt, ctx.in_features, ctx.x_dtype, table)
         grad_x = grad @ w
     if ctx.has_bias and ctx.needs_input_grad[4]:
         grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0)
-    return (grad_x, None, None, None, grad_bias) + (None,) * 9
+    return (grad_x, None, None, None, grad_bias) + (None,) * 10
 
 
 weight_only_linear.register_autograd(_backward, setup_context=_setup_context)
@@ -140,13 +143,13 @@ def check_packed_words(packed: torch.Tensor, fmt: WeightFormat, in_features: int
 
 
 def quantized_linear(x, packed, scales, zeros, bias, counters, fmt: WeightFormat, *, dtype: torch.dtype,
-                     out_features: int, in_features: int) -> torch.Tensor:
+                     out_features: int, in_features: int, table: torch.Tensor | None = None) -> torch.Tensor:
     """Check the inputs, then run the op: what QuantizedLinear.forward and QuantizedLinearWeight.linear
-    both call."""
+    both call. table: a codebook layout's entries (the layout checks its shape), else None."""
     check_linear_inputs(x, bias, dtype=dtype, device=packed.device, in_features=in_features,
                         out_features=out_features)
     check_packed_words(packed, fmt, in_features)
-    return weight_only_linear(x, packed, scales, zeros, bias, counters, fmt.bits, fmt.element, fmt.zero_mode,
+    return weight_only_linear(x, packed, scales, zeros, bias, counters, table, fmt.bits, fmt.element, fmt.zero_mode,
                               fmt.zero_offset, fmt.group_size, fmt.span, out_features, in_features)
 
 

@@ -11,17 +11,22 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import return_and_correct_aliasing
 
-from .layouts import AffineLayout, Float8Layout, FpxLayout, Layout, ScaledLayout
+from .layouts import AffineLayout, CodebookLayout, Float8Layout, FpxLayout, Layout, ScaledLayout
+
 
 class QuantizedLinearWeight(torch.Tensor):
+    """packed, scales, zeros (or None) and, for a codebook layout, table (else None): the tensors of
+    the layout (tqk/layouts/base.py)."""
+
     @staticmethod
-    def __new__(cls, packed, scales, zeros, layout: Layout, shape, dtype):
+    def __new__(cls, packed, scales, zeros, layout: Layout, shape, dtype, table=None):
         return torch.Tensor._make_wrapper_subclass(cls, shape, dtype=dtype, device=packed.device, requires_grad=False)
 
-    def __init__(self, packed, scales, zeros, layout: Layout, shape, dtype):
+    def __init__(self, packed, scales, zeros, layout: Layout, shape, dtype, table=None):
         self.packed = packed
         self.scales = scales
         self.zeros = zeros
+        self.table = table
         self.quant_layout = layout
 
     # --- what a user sees -------------------------------------------------------------
@@ -39,7 +44,8 @@ class QuantizedLinearWeight(torch.Tensor):
         return sum(t.numel() * t.element_size() for t in self._inner())
 
     def dequantize(self, dtype: torch.dtype | None = None) -> torch.Tensor:
-        return self.quant_layout.dequantize(self.packed, self.scales, self.zeros, self.in_features, dtype or self.dtype)
+        return self.quant_layout.dequantize(self.packed, self.scales, self.zeros, self.in_features, dtype or self.dtype,
+                                            self.table)
 
     def codes(self) -> torch.Tensor:
         """The unpacked integer codes [N, K] (uint8)."""
@@ -54,7 +60,8 @@ class QuantizedLinearWeight(torch.Tensor):
         """x @ W.T + bias through the layout's op. counters: zeroed split-K slots that the caller keeps
         (tqk.QuantizedLinear does); without them a split-K GEMV zeroes its own for each call."""
         return self.quant_layout.linear(x, self.packed, self.scales, self.zeros, bias, counters, dtype=self.dtype,
-                                        out_features=self.out_features, in_features=self.in_features)
+                                        out_features=self.out_features, in_features=self.in_features,
+                                        table=self.table)
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
@@ -73,20 +80,22 @@ class QuantizedLinearWeight(torch.Tensor):
         return f"{self.quant_layout}|{tuple(self.shape)}|{self.dtype}"
 
     def _inner(self):
-        return [t for t in (self.packed, self.scales, self.zeros) if t is not None]
+        return [t for t in (self.packed, self.scales, self.zeros, self.table) if t is not None]
 
     def __tensor_flatten__(self):
-        names = ["packed", "scales"] + (["zeros"] if self.zeros is not None else [])
+        names = ["packed", "scales"] + [name for name in ("zeros", "table") if getattr(self, name) is not None]
         return names, (self.quant_layout, tuple(self.shape), self.dtype)
 
     @classmethod
     def __tensor_unflatten__(cls, inner, meta, outer_size, outer_stride):
         layout, shape, dtype = meta
-        return cls(inner["packed"], inner["scales"], inner.get("zeros"), layout, shape, dtype)
+        return cls(inner["packed"], inner["scales"], inner.get("zeros"), layout, shape, dtype, inner.get("table"))
 
     def _apply_inner(self, fn):
-        return QuantizedLinearWeight(fn(self.packed), fn(self.scales), None if self.zeros is None else fn(self.zeros),
-                                     self.quant_layout, tuple(self.shape), self.dtype)
+        def opt(t):
+            return None if t is None else fn(t)
+        return QuantizedLinearWeight(fn(self.packed), fn(self.scales), opt(self.zeros), self.quant_layout,
+                                     tuple(self.shape), self.dtype, opt(self.table))
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
@@ -139,4 +148,5 @@ _DISPATCH = {
 
 # torch.load(weights_only=True) rebuilds only allow-listed classes; these are tqk's own, so
 # listing them changes nothing for any other checkpoint.
-torch.serialization.add_safe_globals([QuantizedLinearWeight, AffineLayout, Float8Layout, FpxLayout, ScaledLayout])
+torch.serialization.add_safe_globals([QuantizedLinearWeight, AffineLayout, CodebookLayout, Float8Layout, FpxLayout,
+                                      ScaledLayout])

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .quant.codebook import nearest_codes
 from .quant.fpx import fpx_max, fpx_values, quantize_fpx
 from .layouts import LAYOUTS, Layout
 from .tensor import QuantizedLinearWeight
@@ -191,7 +192,7 @@ def quantize_for_layout(w: torch.Tensor, layout: Layout) -> QuantizedLinearWeigh
     if k % g:
         raise ValueError(f"group_size={g} does not divide K={k}")
     wg = w.double().reshape(n, k // g, g)
-    zeros = None
+    zeros = table = None
     if fmt.element == "uint":
         qmax = (1 << fmt.bits) - 1
         if fmt.zero_mode == "tensor":  # asymmetric, float (possibly fractional) zero point
@@ -212,6 +213,12 @@ def quantize_for_layout(w: torch.Tensor, layout: Layout) -> QuantizedLinearWeigh
         e, m = int(fmt.element[3]), int(fmt.element[4])
         scale = _store(wg.abs().amax(-1) / fpx_max(e, m), dtype)
         codes = quantize_fpx(wg / scale.double()[..., None], e, m)
+    elif fmt.element == "lut":  # a fixed non-uniform table on [-1, 1] (denser near 0), scaled by absmax
+        u = torch.linspace(-1, 1, 1 << fmt.bits, dtype=torch.float64)
+        table = (u.sign() * u.abs() ** 1.5).to(dtype)
+        scale = _store(wg.abs().amax(-1), dtype)
+        codes = nearest_codes(wg / scale.double()[..., None], table)
+        table = table.to(w.device)
     else:
         f8 = _FP8[fmt.element]
         fmax = torch.finfo(f8).max
@@ -221,7 +228,7 @@ def quantize_for_layout(w: torch.Tensor, layout: Layout) -> QuantizedLinearWeigh
     codes = codes.reshape(n, k)
     packed = layout.pack(codes.cpu()).to(w.device)
     return QuantizedLinearWeight(packed, scale.t().contiguous().to(w.device),
-                                 None if zeros is None else zeros.to(w.device), layout, (n, k), dtype)
+                                 None if zeros is None else zeros.to(w.device), layout, (n, k), dtype, table)
 
 
 def valid_codes(element: str, bits: int) -> torch.Tensor:
@@ -246,7 +253,11 @@ def random_codes_weight(layout: Layout, n: int, k: int, dtype, seed: int, device
     zeros = None
     if fmt.zero_mode == "tensor":
         zeros = (torch.rand(groups, n, generator=g) * ((1 << fmt.bits) - 1)).to(dtype).to(device)
-    return QuantizedLinearWeight(layout.pack(codes).to(device), scales.to(device), zeros, layout, (n, k), dtype)
+    table = None
+    if fmt.element == "lut":  # random entries, in no order
+        table = torch.randn(1 << fmt.bits, generator=g).to(dtype).to(device)
+    return QuantizedLinearWeight(layout.pack(codes).to(device), scales.to(device), zeros, layout, (n, k), dtype,
+                                 table)
 
 
 @dataclass
@@ -309,7 +320,7 @@ def exact_linear_case(layout: Layout, m: int, n: int, k: int, dtype, seed: int, 
     2**-5 below 2**19 (K <= 512), so float32 accumulation in any order, split-K included, and
     rounding a dequantized weight to bf16/fp16 lose nothing, and the output must equal the float64
     reference rounded once to `dtype`, bit for bit. Codes are uniform (fp8: those with |value| <= 16
-    on a 2**-2 grid), zero points integers, scales powers of two in [2**-2, 1], x in
+    on a 2**-2 grid; codebook entries on that grid too), zero points integers, scales powers of two in [2**-2, 1], x in
     {-4, -3.5, ..., 4}, bias in {-64, ..., 64} / 8. Catches what a tolerance cannot: one wrong
     code, a dropped K tail, a scale off by 1%."""
     if k > 512:
@@ -326,7 +337,10 @@ def exact_linear_case(layout: Layout, m: int, n: int, k: int, dtype, seed: int, 
     zeros = None
     if fmt.zero_mode == "tensor":
         zeros = torch.randint(0, 1 << fmt.bits, (groups, n), generator=g).to(dtype).to(device)
-    qw = QuantizedLinearWeight(layout.pack(codes).to(device), scales.to(device), zeros, layout, (n, k), dtype)
+    table = None
+    if fmt.element == "lut":
+        table = (torch.randint(-64, 65, (1 << fmt.bits,), generator=g).double() / 4).to(dtype).to(device)
+    qw = QuantizedLinearWeight(layout.pack(codes).to(device), scales.to(device), zeros, layout, (n, k), dtype, table)
     x = (torch.randint(-8, 9, (m, k), generator=g).double() / 2).to(dtype).to(device)
     b = (torch.randint(-64, 65, (n,), generator=g).double() / 8).to(dtype).to(device) if bias else None
     return LinearCase(x, qw, b, "exact")
@@ -390,11 +404,16 @@ def unpack_reference(packed: torch.Tensor, bits: int, span: int, k: int) -> torc
     return codes.to(torch.uint8)
 
 
-def decode_reference(codes: torch.Tensor, element: str) -> torch.Tensor:
-    """float64 element values of uint8 codes: the integer, torch's own fp8 decoding, or the small-float
-    formula (fpx_values, from sign, exponent and mantissa fields)."""
+def decode_reference(codes: torch.Tensor, element: str, table: torch.Tensor | None = None) -> torch.Tensor:
+    """float64 element values of uint8 codes: the integer, torch's own fp8 decoding, the small-float
+    formula (fpx_values, from sign, exponent and mantissa fields), or ("lut") entry `code` of the
+    codebook `table`."""
     if element == "uint":
         return codes.to(torch.float64)
+    if element == "lut":
+        if table is None:
+            raise ValueError("a codebook (\"lut\") weight's decode needs its table")
+        return table.double()[codes.long()]
     if element.startswith("fpx"):
         return fpx_values(int(element[3]), int(element[4])).to(codes.device)[codes.long()]
     return codes.view(_FP8[element]).to(torch.float64)
@@ -404,7 +423,7 @@ def dequantize_reference(weight: QuantizedLinearWeight) -> torch.Tensor:
     """float64 [N, K]: (decode(code) - zero) * scale, exactly (no rounding to the model dtype)."""
     fmt = weight.quant_layout.weight_format()
     n, k = weight.shape
-    vals = decode_reference(unpack_reference(weight.packed, fmt.bits, fmt.span, k), fmt.element)
+    vals = decode_reference(unpack_reference(weight.packed, fmt.bits, fmt.span, k), fmt.element, weight.table)
     g = fmt.group_size or k
     group_of = torch.arange(k, device=vals.device) // g  # column -> group
     scale = weight.scales.double().t()[:, group_of]  # [N, K]
@@ -422,7 +441,7 @@ def _magnitude_matrix(weight) -> torch.Tensor:
         return weight.detach().double().abs()
     fmt = weight.quant_layout.weight_format()
     n, k = weight.shape
-    vals = decode_reference(unpack_reference(weight.packed, fmt.bits, fmt.span, k), fmt.element).abs()
+    vals = decode_reference(unpack_reference(weight.packed, fmt.bits, fmt.span, k), fmt.element, weight.table).abs()
     if fmt.zero_mode == "tensor":
         vals = vals + weight.zeros.double().abs().t()[:, _group_of(weight)]
     elif fmt.zero_mode == "offset":

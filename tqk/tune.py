@@ -257,7 +257,7 @@ def main(argv=None):
                 cands = with_heuristic(candidates(m, wfmt.gemv_bias > 0), heuristic(n, k, m_bucket(m)))
 
                 def launch(cfg, qw, x, wfmt=wfmt):
-                    return launch_weight_only(x, qw.packed, qw.scales, qw.zeros, None, wfmt, n, k, cfg)
+                    return launch_weight_only(x, qw.packed, qw.scales, qw.zeros, None, wfmt, n, k, cfg, table=qw.table)
                 t, cfg = fastest(cands, weights, x, launch, bench)
                 del weights
                 key = table_key(qw.quant_layout.weight_format().key, n, k, m)

@@ -82,7 +82,7 @@ def test_dequantize_matches_formula(layout, n, groups, dtype, dist, seed):
     # each relative to |scale| * (|code| + |zero|) (the subtraction can cancel).
     mag = T._magnitude_matrix(qw)
     u32 = T.unit_roundoff(torch.float32)
-    got32 = layout.dequantize(qw.packed, qw.scales, qw.zeros, k, torch.float32)
+    got32 = layout.dequantize(qw.packed, qw.scales, qw.zeros, k, torch.float32, qw.table)
     assert got32.dtype == torch.float32 and got32.shape == (n, k)
     assert bool(((got32.double() - exact).abs() <= 2 * u32 * mag).all())
     # In the model dtype: one more rounding, u relative.
@@ -99,7 +99,7 @@ def _run_kernel(case, config):
     qw, x = case.weight, case.x
     n, k = qw.shape
     out = launch_weight_only(x, qw.packed, qw.scales, qw.zeros, case.bias, qw.quant_layout.weight_format(), n, k,
-                             config)
+                             config, table=qw.table)
     assert out.shape == (x.shape[0], n) and out.dtype == x.dtype
     T.assert_close_to_reference(out, T.reference_linear(x, qw, case.bias), x=x, weight=qw, bias=case.bias,
                                 msg=f"{case} {config}")
@@ -202,7 +202,7 @@ def test_kernel_exact_on_exact_data(layout, data, config):
     qw, x = case.weight, case.x
     n, k = qw.shape
     out = launch_weight_only(x, qw.packed, qw.scales, qw.zeros, case.bias, qw.quant_layout.weight_format(), n, k,
-                             config)
+                             config, table=qw.table)
     T.assert_exact(out, T.reference_linear(x, qw, case.bias), msg=f"{case} {config}")
 
 

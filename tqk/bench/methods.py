@@ -215,6 +215,8 @@ def tqk_configs() -> dict:
             "tqk-uint2": tqk.UIntxWeightOnlyConfig(bit_width=2, group_size=64),
             "tqk-fp6": tqk.FPXWeightOnlyConfig(ebits=3, mbits=2),
             "tqk-fp5": tqk.FPXWeightOnlyConfig(ebits=2, mbits=2),
+            "tqk-codebook4": tqk.CodebookWeightOnlyConfig(dtype=torch.uint4),
+            "tqk-codebook8": tqk.CodebookWeightOnlyConfig(dtype=torch.uint8),
             # activation-quantized (8-bit tensor cores; the activation's quantization is timed)
             "tqk-int8dq": tqk.Int8DynamicActivationInt8WeightConfig(),
             "tqk-fp8dq-row": tqk.Float8DynamicActivationFloat8WeightConfig(granularity=tqk.PerRow()),
@@ -403,6 +405,9 @@ def _torchao_config(kind: str, opts: Options):
         return tq.Int4WeightOnlyConfig(group_size=opts.int4_group_size, int4_packing_format="tile_packed_to_4d")
     if kind == "fp8dq":
         return tq.Float8DynamicActivationFloat8WeightConfig(granularity=tq.PerRow())
+    if kind == "codebook4":  # a prototype: its tensor dequantizes, then F.linear
+        from torchao.prototype.quantization.codebook import CodebookWeightOnlyConfig
+        return CodebookWeightOnlyConfig(dtype=torch.uint4, block_size=(1, 1))
     raise ValueError(kind)  # pragma: no cover
 
 
@@ -411,6 +416,8 @@ def _torchao_check(kind: str):
         reason = _need_cuda(device) or _missing("torchao")
         if reason is None and kind == "fp8dq":
             reason = _need_sm(device, 8, 9)
+        if reason is None and kind == "codebook4":
+            reason = _missing("torchao.prototype.quantization.codebook")
         return reason
     return check
 
@@ -430,6 +437,9 @@ def _torchao_factory(kind: str):
         except (NotImplementedError, AssertionError, ValueError, RuntimeError) as e:
             raise Unsupported(f"torchao {kind}: {type(e).__name__}: {e}") from e
         qw, qb = lin.weight, lin.bias
+        if type(qw) in (torch.Tensor, torch.nn.Parameter) and type(qw.data) is torch.Tensor:
+            # torchao's codebook transform leaves a weight of more than 2**27 elements in float
+            raise Unsupported(f"torchao {kind}: the weight was left unquantized")
         comp = _compiled(f"torchao-{kind}", (N, K), _linear_core, opts.compile and w.is_cuda)
         return Prepared(lambda x: comp(x, qw, qb), tensor_bytes(qw),
                         note="torch.compile" if opts.compile else "eager", compiled=comp)
@@ -448,6 +458,8 @@ def _build_registry() -> dict[str, Method]:
         "tqk-uint2": "tqk uint2 weight-only, group 64",
         "tqk-fp6": "tqk fp6 e3m2 weight-only, per row (6 bits a code)",
         "tqk-fp5": "tqk fp5 e2m2 weight-only, per row (5 bits a code)",
+        "tqk-codebook4": "tqk codebook, 16 k-means entries per tensor, a scale per row (4 bits a code)",
+        "tqk-codebook8": "tqk codebook, 256 k-means entries per tensor, a scale per row (8 bits a code)",
         "tqk-int8dq": "tqk int8 x int8, per-row activations and weights",
         "tqk-fp8dq-row": "tqk fp8 x fp8, per-row activations and weights",
         "tqk-fp8dq-tensor": "tqk fp8 x fp8, per-tensor activations and weights",
@@ -483,7 +495,8 @@ def _build_registry() -> dict[str, Method]:
                          f"gemlite {kind}", dynamic_act=dyn, default=kind == "A16W4"))
     for kind, desc, dyn in (("int8wo", "Int8WeightOnlyConfig", False),
                             ("int4wo", "Int4WeightOnlyConfig tile_packed_to_4d, group 128", False),
-                            ("fp8dq", "Float8DynamicActivationFloat8WeightConfig PerRow", True)):
+                            ("fp8dq", "Float8DynamicActivationFloat8WeightConfig PerRow", True),
+                            ("codebook4", "prototype CodebookWeightOnlyConfig uint4 (dequantize, F.linear)", False)):
         ms.append(Method(f"torchao-{kind}", "peer", _torchao_factory(kind), _torchao_check(kind),
                          f"torchao {desc} + torch.compile", dynamic_act=dyn))
     return {m.name: m for m in ms}

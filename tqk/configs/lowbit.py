@@ -1,14 +1,15 @@
-"""Weight-only configs of any width (issue 12): integers of 1-8 bits (torchao's UIntx / Intx names) and
-small floats of any sign + ebits + mbits."""
+"""Weight-only configs of any width (issue 12): integers of 1-8 bits (torchao's UIntx / Intx names),
+small floats of any sign + ebits + mbits, and codebooks (torchao's CodebookWeightOnlyConfig)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import torch
 
-from ..layouts import AffineLayout, FpxLayout
+from ..layouts import AffineLayout, CodebookLayout, FpxLayout
 from ..quant import MappingType, PerAxis, PerGroup, PerRow, choose_qparams_affine, quantize_affine
 from ..quant.affine import choose_qparams_affine_clipped
+from ..quant.codebook import quantize_codebook
 from ..quant.fpx import check_fpx, fpx_max, quantize_fpx
 from ..tensor import QuantizedLinearWeight
 from .base import CannotQuantize, QuantConfig, check_group_size, register_handler
@@ -164,3 +165,57 @@ def _intx(weight, config: IntxWeightOnlyConfig) -> QuantizedLinearWeight:
     layout = AffineLayout(group_size=0 if per_row else group, nbits=bits, symmetric=True)
     scale = scale.to(weight.dtype).reshape(n, -1).t().contiguous()
     return QuantizedLinearWeight(layout.pack(codes), scale, None, layout, (n, k), weight.dtype)
+
+
+# --- codebooks: b-bit codes into a k-means table of 2**b entries (CodebookLayout) -------------------
+MAX_VECTOR = 8  # the longest codebook vector torchao's signature allows here: block_size=(1, v), v <= 8
+
+
+@dataclass(frozen=True)
+class CodebookWeightOnlyConfig(QuantConfig):
+    """torchao's CodebookWeightOnlyConfig: `dtype` torch.uint1 ... torch.uint8 codes into one table of
+    2**bits entries per tensor, fitted by k-means (tqk/quant/codebook.py); value = table[code] * scale,
+    one scale (the block's root mean square) per row, or per `scale_block_size` input features.
+    `block_size` is (1, v): each code stands for v consecutive weights. Only scalar codes, v = 1, are
+    implemented; vector codes (v = 2..8) raise NotImplementedError."""
+
+    dtype: torch.dtype = torch.uint4
+    block_size: tuple = (1, 1)
+    scale_block_size: int | None = None
+
+    def __post_init__(self):
+        name = type(self).__name__
+        if self.dtype not in _UINT:
+            raise ValueError(f"{name}: dtype {self.dtype} is not torch.uint1 ... torch.uint8 (tables of 2 to 256 "
+                             f"entries)")
+        block = tuple(self.block_size) if isinstance(self.block_size, (tuple, list)) else ()
+        if len(block) != 2 or block[0] != 1 or not isinstance(block[1], int) or not 1 <= block[1] <= MAX_VECTOR:
+            raise ValueError(f"{name}: block_size={self.block_size} must be (1, v) with v in 1..{MAX_VECTOR} "
+                             f"(v consecutive input features per code)")
+        object.__setattr__(self, "block_size", block)  # a list becomes a tuple: the config stays hashable
+        if block[1] > 1:
+            raise NotImplementedError(f"{name}: vector codes (block_size={block}) are not implemented yet; "
+                                      f"use block_size=(1, 1)")
+        sb = self.scale_block_size
+        if sb is not None and (not isinstance(sb, int) or sb <= 0 or sb % SPAN):
+            raise ValueError(f"{name}: scale_block_size={sb} must be None (a scale per row) or a positive "
+                             f"multiple of {SPAN}")
+
+    @property
+    def bits(self) -> int:
+        return _UINT[self.dtype]
+
+
+@register_handler(CodebookWeightOnlyConfig)
+def _codebook(weight: torch.Tensor, config: CodebookWeightOnlyConfig) -> QuantizedLinearWeight:
+    n, k = weight.shape
+    if k % config.block_size[1]:
+        raise CannotQuantize(f"block_size={config.block_size}: {config.block_size[1]} does not divide "
+                             f"in_features={k}")
+    group = config.scale_block_size or k
+    if k % group:
+        raise CannotQuantize(f"scale_block_size={group} does not divide in_features={k}")
+    group = 0 if group == k else group  # one block per row: the per-row layout
+    codes, table, scales = quantize_codebook(weight, config.bits, group)
+    layout = CodebookLayout(group_size=group, nbits=config.bits)
+    return QuantizedLinearWeight(layout.pack(codes), scales.t().contiguous(), None, layout, (n, k), weight.dtype, table)

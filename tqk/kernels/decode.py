@@ -11,6 +11,8 @@ of SPAN).
     each loaded as its own [rows, SPAN] tile (load_slices: lane s reads word s % (SPAN * w / 4) of
     slice w), plane j of lane s at bit 4j + w * h of it (h = s // (SPAN * w / 4)); decode_plane
     ORs the slices of plane j into one code.
+Codebooks (ELEMENT "lut"): the code indexes a table of 2**BITS float entries that each program
+loads once (load_table) and reads with `lookup`; the other formats take no table (table=0).
 """
 import triton
 import triton.language as tl
@@ -211,11 +213,38 @@ def select_bits(a, b, MASK: tl.constexpr, PTX: tl.constexpr):
 
 
 @triton.jit
+def load_table(table_ptr, ELEMENT: tl.constexpr, BITS: tl.constexpr):
+    """A codebook's 2**BITS entries as a float32 register tile, loaded once per program (ELEMENT
+    "lut"); 0 for the formats without a table."""
+    if ELEMENT == "lut":
+        return tl.load(table_ptr + tl.arange(0, 1 << BITS)).to(tl.float32)
+    else:
+        return 0
+
+
+@triton.jit
+def lookup(table, codes):
+    """table[codes] for int32 codes of any shape, from the [T] table tile that load_table gave.
+
+    Why tl.gather: the table must not cost a global load per element, and a register method must
+    scale to 256 entries. A select tree costs T - 1 selects per code (15 for 4 bits, 255 for 8);
+    tl.gather on a 1-D table is one shared-memory load per code (plus, per call, T / threads stores
+    of the table and a barrier) when the table spans warps, or warp shuffles when it fits in one
+    warp, and the same code in Triton 3.6 and 3.9 (and their interpreters). gather wants index and
+    table of the same rank, so the codes are flattened: a reshape that keeps the element order, free
+    in registers. To check on a GPU (cuobjdump): one LDS per code and no layout conversion around
+    the reshapes; 256 random entries meet bank conflicts (entries 32 apart share a bank)."""
+    flat = tl.reshape(codes, [codes.numel])
+    return tl.reshape(tl.gather(table, flat, 0), codes.shape)
+
+
+@triton.jit
 def decode_plane(words, j: tl.constexpr, BITS: tl.constexpr, ELEMENT: tl.constexpr, PTX: tl.constexpr,
-                 MINUS: tl.constexpr = 0, SPAN: tl.constexpr = 16, words1=0, words2=0):
+                 MINUS: tl.constexpr = 0, SPAN: tl.constexpr = 16, words1=0, words2=0, table=0):
     """Plane j of a tile of packed words, decoded to float32 values (before scale and zero),
     minus the integer constant MINUS ("uint" only: a constant zero point costs nothing more).
     Dense widths (3, 5, 6, 7 bits) take a [R, COLS] tile per slice: words, words1, words2.
+    "lut": the code's entry of `table` (load_table).
 
     For "uint" the code is masked where it lies and OR-ed into the mantissa of 2**(23 - pos),
     whose mantissa unit is 2**-pos at that bit position: the float is 2**(23 - pos) + code with
@@ -240,7 +269,9 @@ def decode_plane(words, j: tl.constexpr, BITS: tl.constexpr, ELEMENT: tl.constex
         return bits.to(tl.float32, bitcast=True) - ((1 << (23 - POS)) + MINUS)  # exact: integers < 2**24
     else:
         tl.static_assert(MINUS == 0, "MINUS is for uint codes")
-        if PTX and (ELEMENT == "e4m3" or ELEMENT == "e5m2"):
+        if ELEMENT == "lut":
+            return lookup(table, unpack_plane(words, j, BITS, SPAN, words1, words2, PTX))
+        elif PTX and (ELEMENT == "e4m3" or ELEMENT == "e5m2"):
             return decode_fp8_plane(words, j, ELEMENT)
         elif is_dense(BITS):  # small floats of 5 to 7 bits: decoded where they are assembled
             code_bits = _dense_code_bits(words, words1, words2, j, BITS, SPAN, 0, PTX)
@@ -301,19 +332,22 @@ def decode_fp8_plane(words, j: tl.constexpr, ELEMENT: tl.constexpr):
 
 
 @triton.jit
-def decode_codes(codes, ELEMENT: tl.constexpr):
+def decode_codes(codes, ELEMENT: tl.constexpr, table=0):
     """int32 codes -> float32 element values, before scale and zero point.
 
     "uint": the code itself. Built by the magic-exponent trick (2**23 + code has the code in
     its low mantissa bits) because int->float conversion runs at a quarter of FP32 rate.
     "e4m3" / "e5m2": the code is the fp8 bit pattern (torch's formats).
-    "fpx{e}{m}": a sign + e + m bit small float with no inf or NaN (tqk/quant/fpx.py)."""
+    "fpx{e}{m}": a sign + e + m bit small float with no inf or NaN (tqk/quant/fpx.py).
+    "lut": the code's entry of `table` (a codebook, tqk/quant/codebook.py)."""
     if ELEMENT == "uint":
         return (codes | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
     elif ELEMENT == "e4m3":
         return codes.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.float32)
     elif ELEMENT == "e5m2":
         return codes.to(tl.uint8).to(tl.float8e5, bitcast=True).to(tl.float32)
+    elif ELEMENT == "lut":
+        return lookup(table, codes)
     else:
         return decode_fpx(codes, fpx_ebits(ELEMENT), fpx_mbits(ELEMENT))
 

@@ -12,10 +12,13 @@ from .weight_only import WeightFormat
 _FP8 = {"e4m3": torch.float8_e4m3fn, "e5m2": torch.float8_e5m2}
 
 
-def decode(codes: torch.Tensor, element: str) -> torch.Tensor:
-    """uint8 codes -> float32 values before scale and zero point (the kernel's decode_codes)."""
+def decode(codes: torch.Tensor, element: str, table: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 codes -> float32 values before scale and zero point (the kernel's decode_codes);
+    "lut": the codes' entries of the codebook `table`."""
     if element == "uint":
         return codes.to(torch.float32)
+    if element == "lut":
+        return table.to(torch.float32)[codes.long()]
     if element.startswith("fpx"):
         from ..quant.fpx import dequantize_fpx
 
@@ -23,8 +26,9 @@ def decode(codes: torch.Tensor, element: str) -> torch.Tensor:
     return codes.view(_FP8[element]).to(torch.float32)
 
 
-def dequantize(packed, scales, zeros, fmt: WeightFormat, in_features: int, dtype=torch.float32) -> torch.Tensor:
-    values = decode(unpack_planes(packed, fmt.bits, fmt.span, in_features), fmt.element)
+def dequantize(packed, scales, zeros, fmt: WeightFormat, in_features: int, dtype=torch.float32,
+               table: torch.Tensor | None = None) -> torch.Tensor:
+    values = decode(unpack_planes(packed, fmt.bits, fmt.span, in_features), fmt.element, table)
     n, groups = values.shape[0], scales.shape[0]
     v = values.view(n, groups, in_features // groups)
     if fmt.zero_mode == "tensor":
@@ -34,8 +38,8 @@ def dequantize(packed, scales, zeros, fmt: WeightFormat, in_features: int, dtype
     return (v * scales.t().float().unsqueeze(-1)).reshape(n, in_features).to(dtype)
 
 
-def linear(x, packed, scales, zeros, bias, fmt: WeightFormat, in_features: int) -> torch.Tensor:
+def linear(x, packed, scales, zeros, bias, fmt: WeightFormat, in_features: int, table=None) -> torch.Tensor:
     """float64 reference of the kernel: x @ dequantize(W).T + bias."""
-    w = dequantize(packed, scales, zeros, fmt, in_features, torch.float64)
+    w = dequantize(packed, scales, zeros, fmt, in_features, torch.float64, table)
     out = x.double() @ w.T
     return out if bias is None else out + bias.double()

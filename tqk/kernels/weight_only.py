@@ -11,9 +11,12 @@ One family, two schedules, both specialized by the same format constexprs:
         Per-row scales go to the epilogue; a group scale shared by a whole K block goes to the
         block's partial product when the tile is thin, else to each weight element.
 
-Format constexprs (see WeightFormat): BITS, PER_WORD, SPAN, ELEMENT ("uint", "e4m3", "e5m2", "fpx<e><m>"),
+Format constexprs (see WeightFormat): BITS, PER_WORD, SPAN, ELEMENT ("uint", "e4m3", "e5m2", "fpx<e><m>", "lut"),
 ZERO_MODE ("none": value = code, "offset": code - ZERO_OFFSET, "tensor": code - zero[group]),
 GROUP_SIZE (0: one scale per row). Scales and zeros are stored [n_groups, N].
+Codebooks (ELEMENT "lut"): table_ptr, the kernels' last argument, points at the 2**BITS entries that
+each program loads once into registers (decode.load_table); the code is an index into them
+(decode.lookup). The other formats never read it.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import triton.language as tl
 from ..layouts import packing
 from .decode import (biased_pos, decode_codes, decode_plane, decode_plane_biased, is_dense, load_slices, plane_bias,
                      slice_columns, slices, unpack_planes, words_per_block)
+from .decode import load_table
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class WeightFormat:
     """What the kernels must know about a packed weight; a layout produces one."""
 
     bits: int
-    element: str = "uint"  # "uint" | "e4m3" | "e5m2"
+    element: str = "uint"  # "uint" | "e4m3" | "e5m2" | "fpx<e><m>" | "lut" (a codebook: the table is a tensor)
     zero_mode: str = "none"  # "none" | "offset" | "tensor"
     zero_offset: int = 0
     group_size: int = 0  # 0: one scale per row
@@ -131,7 +135,7 @@ def _rows_and(mask, in_k):
 def _gemv_block(acc, x_sum, words, words1, words2, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
                 BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
                 ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
-                EVEN_K: tl.constexpr, PTX: tl.constexpr, WIDE: tl.constexpr, BIASED: tl.constexpr):
+                EVEN_K: tl.constexpr, PTX: tl.constexpr, WIDE: tl.constexpr, BIASED: tl.constexpr, table=0):
     """Add a tile of packed words starting at code k0 to acc (dense widths: a tile per slice,
     words, words1, words2, from load_slices): one block (PER_WORD planes of SPAN
     codes per row), or with WIDE several blocks side by side. x_cols: the offset from k0 of
@@ -161,7 +165,7 @@ def _gemv_block(acc, x_sum, words, words1, words2, k0, x_cols, x_row, scale_ptr,
         if BIASED:
             vals = decode_plane_biased(words, j, BITS, PTX)
         else:
-            vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2)
+            vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2, table)
         if PER_PLANE and WIDE:  # [BLOCK_N, COLS] scales: a column's group depends on its block
             offs = ((k_col + j * SPAN) // GROUP_SIZE)[None, :] * N + rn[:, None]
             ok = mask_n[:, None] & (k_col + j * SPAN < K)[None, :]
@@ -233,6 +237,7 @@ def weight_only_gemv_kernel(
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr,
     TRIP_BLOCKS: tl.constexpr, ADJACENT_SPLITS: tl.constexpr, PTX: tl.constexpr,
     WIDE: tl.constexpr = False, BIASED: tl.constexpr = False,
+    table_ptr=None,  # a codebook's entries (ELEMENT "lut")
 ):
     # Everything stays in the [BLOCK_N, SPAN] layout of the packed-word tile: each plane is
     # multiplied into a 2-D accumulator, and the only cross-thread reduction is the last one.
@@ -279,6 +284,7 @@ def weight_only_gemv_kernel(
         w_ptrs = w_ptr + rn[:, None].to(tl.int64) * words_per_row + (k_start // PER_WORD + col)[None, :]
         k_end = tl.minimum(words_per_row * PER_WORD, k_start + k_chunk)
     x_row = x_ptr + m * stride_xm
+    table = load_table(table_ptr, ELEMENT, BITS)  # once per program; 0 without a codebook
 
     acc = tl.zeros([BLOCK_N, COLS], dtype=tl.float32)
     x_sum = tl.zeros([COLS], dtype=tl.float32)  # sum of x, for a per-row zero point
@@ -298,7 +304,7 @@ def weight_only_gemv_kernel(
                                                    0, "evict_first")
         acc, x_sum = _gemv_block(acc, x_sum, words_a, words_a1, words_a2, k0, x_cols, x_row, scale_ptr, zero_ptr, rn,
                                  mask_n, N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE,
-                                 EVEN_K, PTX, WIDE, BIASED)
+                                 EVEN_K, PTX, WIDE, BIASED, table)
         words_a = next_a
         if slices(BITS) > 1:  # (a slice the format lacks is not carried through the loop)
             words_a1 = next_a1
@@ -307,7 +313,7 @@ def weight_only_gemv_kernel(
         if TRIP_BLOCKS == 2 and not WIDE:
             acc, x_sum = _gemv_block(acc, x_sum, words_b, words_b1, words_b2, k0 + BLOCK_K, x_cols, x_row, scale_ptr,
                                      zero_ptr, rn, mask_n, N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET,
-                                     GROUP_SIZE, EVEN_K, PTX, WIDE, BIASED)
+                                     GROUP_SIZE, EVEN_K, PTX, WIDE, BIASED, table)
             words_b = next_b
             if slices(BITS) > 1:
                 words_b1 = next_b1
@@ -365,6 +371,7 @@ def weight_only_gemm_kernel(
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
     SPLIT_K: tl.constexpr, GROUP_N: tl.constexpr, ONE_DOT: tl.constexpr, BLOCK_SCALE: tl.constexpr,
     DOT_F32: tl.constexpr, EVEN_K: tl.constexpr, PTX: tl.constexpr,
+    table_ptr=None,  # a codebook's entries (ELEMENT "lut")
 ):
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
     # Where the group scale is applied: per row (GROUP_SIZE == 0) in the epilogue; when a whole
@@ -390,6 +397,7 @@ def weight_only_gemm_kernel(
         w_ptrs = w_ptr + rn_c[:, None].to(tl.int64) * words_per_row + span[None, :]
     x_ptrs = x_ptr + rm_c[None, :].to(tl.int64) * stride_xm + span[:, None]  # x.T tile [SPAN, BLOCK_M]
 
+    table = load_table(table_ptr, ELEMENT, BITS)  # once per program; 0 without a codebook
     acc = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
     for blk in range(pid_k, words_per_row // WPB, SPLIT_K):
         words, words1, words2 = load_slices(w_ptrs + blk * WPB, span, BITS, SPAN, EVICT="evict_first")
@@ -401,7 +409,7 @@ def weight_only_gemm_kernel(
             part = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
         if ONE_DOT:  # all planes as one [BLOCK_N, BLOCK_K] operand: plane-major is K order
             plane = tl.arange(0, PER_WORD)
-            vals = decode_codes(unpack_planes(words, BITS, PER_WORD, SPAN, words1, words2), ELEMENT)
+            vals = decode_codes(unpack_planes(words, BITS, PER_WORD, SPAN, words1, words2), ELEMENT, table)
             if PER_ELEMENT:
                 k_plane = k0 + plane * SPAN
                 offs_p = (k_plane // GROUP_SIZE)[None, :] * N + rn_c[:, None]
@@ -429,7 +437,7 @@ def weight_only_gemm_kernel(
                     xt = tl.load(x_ptrs + kk)
                 else:
                     xt = tl.load(x_ptrs + kk, mask=(kk + span < K)[:, None], other=0.0)
-                vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2)
+                vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2, table)
                 if PER_ELEMENT:
                     if GROUP_SIZE % BLOCK_K != 0:  # this plane's own group
                         offs_j = (kk // GROUP_SIZE) * N + rn_c
@@ -518,17 +526,22 @@ def shared_counters(slots: int, device) -> torch.Tensor | None:
 
 
 def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: int, k: int, config,
-                       counters: torch.Tensor | None = None, wrap=None) -> torch.Tensor:
+                       counters: torch.Tensor | None = None, wrap=None,
+                       table: torch.Tensor | None = None) -> torch.Tensor:
     """Launch the kernel that `config` names. Inputs are checked by the caller (tqk.ops).
 
     counters: zeroed int32 slots for the split-K GEMV (split_counter_slots), which it leaves at zero;
     without them (or too few) a zeroed buffer is made for this call, which costs a memset.
-    wrap: torch.library.wrap_triton inside a triton_op, so inductor launches the kernel itself."""
+    wrap: torch.library.wrap_triton inside a triton_op, so inductor launches the kernel itself.
+    table: a codebook's [2**bits] entries (fmt.element "lut"), else None."""
     m = x2d.shape[0]
     wrap = wrap or (lambda kernel: kernel)
     consts = fmt.constexprs()
     zeros = scales if zeros is None else zeros  # never read when ZERO_MODE != "tensor"
     bias_arg = scales if bias is None else bias
+    if (fmt.element == "lut") != (table is not None):
+        raise ValueError(f"a {fmt.element!r} weight {'needs' if table is None else 'takes no'} codebook table")
+    table_arg = scales if table is None else table  # never read unless ELEMENT == "lut"
     words_per_row, n_groups = packed.shape[1], scales.shape[0]
     if config.kernel == "gemv":
         unit = max(2, config.trip_blocks)  # blocks per step of a split (the kernel's UNIT)
@@ -551,6 +564,7 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
             BIASED=config.biased and fmt.gemv_bias > 0,  # wide=True rules biased out (KernelConfig)
             EVEN_K=k % (unit * fmt.block_k) == 0 and words_per_row // fmt.words_per_block * fmt.block_k == k,
             num_warps=config.num_warps, num_stages=config.num_stages, **consts,
+            table_ptr=table_arg,
         )
         return out
     split_k = max(1, min(config.split_k, words_per_row // fmt.words_per_block))
@@ -564,5 +578,6 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         BLOCK_SCALE=config.block_scale, DOT_F32=interpreting(), PTX=ptx_ok(x2d.device),
         EVEN_K=k % fmt.block_k == 0 and words_per_row // fmt.words_per_block * fmt.block_k == k,
         num_warps=config.num_warps, num_stages=config.num_stages, **consts,
+        table_ptr=table_arg,
     )
     return out.to(x2d.dtype)

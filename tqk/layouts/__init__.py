@@ -2,10 +2,12 @@
 Layout subclass; tests/layouts iterates LAYOUTS, so it is property-tested at once."""
 from .affine import AffineLayout
 from .base import LAYOUTS, Layout, register_layout
+from .codebook import CodebookLayout
 from .float8 import Float8Layout
 from .fpx import FpxLayout
 from .packing import codes_per_word, pack_planes, unpack_planes
 from .scaled import ScaledLayout
 
-__all__ = ["LAYOUTS", "Layout", "register_layout", "AffineLayout", "Float8Layout", "FpxLayout", "ScaledLayout",
+__all__ = ["LAYOUTS", "Layout", "register_layout", "AffineLayout", "CodebookLayout", "Float8Layout", "FpxLayout",
+           "ScaledLayout",
            "codes_per_word", "pack_planes", "unpack_planes"]

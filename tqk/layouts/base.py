@@ -4,6 +4,8 @@ Every layout here stores three tensors, in the order the weight-only kernel read
     packed  int32 [N, W]         codes, bit-plane packed along K (tqk/layouts/packing.py)
     scales  [n_groups, N]         one scale per group of K and output row, in the model dtype
     zeros   [n_groups, N] | None  float zero points, when the format has them per group
+and a codebook layout (CodebookLayout) a fourth:
+    table   [2**bits] | None      the codebook's entries, in the model dtype
 A subclass says which kernel format it is (bits, element decode, zero point mode, group size):
 that is all the kernels and the reference dequantizer need. Layouts are frozen dataclasses, so
 one is hashable and goes into a compiled graph as a constant.
@@ -59,17 +61,23 @@ class Layout:
         fmt = self.weight_format()
         return unpack_planes(packed, fmt.bits, fmt.span, in_features)
 
-    def dequantize(self, packed, scales, zeros, in_features: int, dtype: torch.dtype) -> torch.Tensor:
+    def dequantize(self, packed, scales, zeros, in_features: int, dtype: torch.dtype, table=None) -> torch.Tensor:
         """The float weight [N, K]: (decode(code) - zero) * scale, rounded once to `dtype`."""
-        return reference.dequantize(packed, scales, zeros, self.weight_format(), in_features, dtype)
+        return reference.dequantize(packed, scales, zeros, self.weight_format(), in_features, dtype, table)
 
     def split_counters(self, out_features: int, in_features: int, device) -> torch.Tensor | None:
         """Zeroed int32 counters for this layer's split-K calls (one buffer shared per device), or None."""
         return split_counters(self.weight_format(), out_features, in_features, device)
 
-    def linear(self, x, packed, scales, zeros, bias, counters, *, dtype, out_features, in_features):
+    def check_table(self, table) -> None:
+        """Only codebook layouts have a table (CodebookLayout.check_table)."""
+        if table is not None:
+            raise ValueError(f"{self} takes no codebook table")
+
+    def linear(self, x, packed, scales, zeros, bias, counters, *, dtype, out_features, in_features, table=None):
         """x @ dequantize(W).T + bias through this layout's op (checked inputs)."""
         from .. import ops
 
+        self.check_table(table)
         return ops.quantized_linear(x, packed, scales, zeros, bias, counters, self.weight_format(), dtype=dtype,
-                                    out_features=out_features, in_features=in_features)
+                                    out_features=out_features, in_features=in_features, table=table)

@@ -157,7 +157,7 @@ class ScaledLayout(Layout):
         g = packed.view(n, in_features // self.group_size, 1, self.group_size // 2)
         return torch.cat([g & 15, g >> 4], 2).view(n, in_features)
 
-    def dequantize(self, packed, scales, zeros, in_features: int, dtype: torch.dtype) -> torch.Tensor:
+    def dequantize(self, packed, scales, zeros, in_features: int, dtype: torch.dtype, table=None) -> torch.Tensor:
         """The float weight [N, K] the GEMM multiplies, rounded once to `dtype`."""
         codes = self.unpack(packed, in_features)
         n = codes.shape[0]
@@ -174,7 +174,7 @@ class ScaledLayout(Layout):
         return (values * full).to(dtype)
 
     # --- the matmul ----------------------------------------------------------------------
-    def linear(self, x, packed, scales, zeros, bias, counters, *, dtype, out_features, in_features):
+    def linear(self, x, packed, scales, zeros, bias, counters, *, dtype, out_features, in_features, table=None):
         from .. import ops
 
         return ops.scaled_linear_checked(x, packed, scales, zeros, bias, counters, self, dtype=dtype,
