@@ -306,15 +306,28 @@ def decode_codes(codes, ELEMENT: tl.constexpr):
     "uint": the code itself. Built by the magic-exponent trick (2**23 + code has the code in
     its low mantissa bits) because int->float conversion runs at a quarter of FP32 rate.
     "e4m3" / "e5m2": the code is the fp8 bit pattern (torch's formats).
-    "fpx{e}{m}": a sign + e + m bit small float with no inf or NaN (tqk/quant/fpx.py)."""
+    "fpx{e}{m}": a sign + e + m bit small float with no inf or NaN (tqk/quant/fpx.py).
+    "e8m0": an MX block scale, 2**(code - 127) (decode_e8m0)."""
     if ELEMENT == "uint":
         return (codes | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+    elif ELEMENT == "e8m0":
+        return decode_e8m0(codes)
     elif ELEMENT == "e4m3":
         return codes.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.float32)
     elif ELEMENT == "e5m2":
         return codes.to(tl.uint8).to(tl.float8e5, bitcast=True).to(tl.float32)
     else:
         return decode_fpx(codes, fpx_ebits(ELEMENT), fpx_mbits(ELEMENT))
+
+
+@triton.jit
+def decode_e8m0(codes):
+    """int32 E8M0 codes (0..255, OCP MX's shared scale) -> float32 2**(code - 127): the code shifted
+    into float32's exponent field. Code 0 is 2**-127, a float32 subnormal; 0xFF is NaN."""
+    bits = codes << 23
+    bits = tl.where(codes == 0, 0x00400000, bits)
+    bits = tl.where(codes == 255, 0x7FC00000, bits)
+    return bits.to(tl.float32, bitcast=True)
 
 
 @triton.constexpr_function

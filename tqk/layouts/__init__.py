@@ -4,8 +4,9 @@ from .affine import AffineLayout
 from .base import LAYOUTS, Layout, register_layout
 from .float8 import Float8Layout
 from .fpx import FpxLayout
+from .mx import MXLayout, NVFP4Layout
 from .packing import codes_per_word, pack_planes, unpack_planes
 from .scaled import ScaledLayout
 
 __all__ = ["LAYOUTS", "Layout", "register_layout", "AffineLayout", "Float8Layout", "FpxLayout", "ScaledLayout",
-           "codes_per_word", "pack_planes", "unpack_planes"]
+           "codes_per_word", "pack_planes", "unpack_planes", "MXLayout", "NVFP4Layout"]
