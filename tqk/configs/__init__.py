@@ -4,6 +4,7 @@ from .dynamic import (Float8DynamicActivationFloat8WeightConfig, Float8DynamicAc
                       Float8StaticActivationFloat8WeightConfig, Int8DynamicActivationInt8WeightConfig,
                       Int8DynamicActivationIntxWeightConfig, Int8StaticActivationInt8WeightConfig)
 from .lowbit import FPXWeightOnlyConfig, IntxWeightOnlyConfig, UIntxWeightOnlyConfig, UIntXWeightOnlyConfig
+from .mx import MXWeightOnlyConfig, NVFP4WeightOnlyConfig
 from .weight_only import Float8WeightOnlyConfig, Int4WeightOnlyConfig, Int8WeightOnlyConfig
 
 __all__ = ["HANDLERS", "CannotQuantize", "QuantConfig", "quantize_weight", "register_handler",
@@ -11,4 +12,5 @@ __all__ = ["HANDLERS", "CannotQuantize", "QuantConfig", "quantize_weight", "regi
            "Int8DynamicActivationInt8WeightConfig", "Int8StaticActivationInt8WeightConfig",
            "Float8DynamicActivationFloat8WeightConfig", "Float8StaticActivationFloat8WeightConfig",
            "Float8DynamicActivationInt4WeightConfig", "Int8DynamicActivationIntxWeightConfig", "FPXWeightOnlyConfig",
-           "IntxWeightOnlyConfig", "UIntxWeightOnlyConfig", "UIntXWeightOnlyConfig"]
+           "IntxWeightOnlyConfig", "UIntxWeightOnlyConfig", "UIntXWeightOnlyConfig", "MXWeightOnlyConfig",
+           "NVFP4WeightOnlyConfig"]
