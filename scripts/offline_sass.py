@@ -28,7 +28,8 @@ from triton.tools.disasm import get_sass  # noqa: E402
 import tqk  # noqa: E402,F401
 from tqk.kernels import scaled_mm as sm  # noqa: E402
 from tqk.kernels import weight_only as wo  # noqa: E402
-from tqk.layouts import AffineLayout, Float8Layout, FpxLayout, ScaledLayout  # noqa: E402
+from tqk.layouts import (AffineLayout, CodebookLayout, Float8Layout, FpxLayout, MXLayout, NVFP4Layout,  # noqa: E402
+                         ScaledLayout)
 
 TARGET = GPUTarget("cuda", 90, 32)
 INDUCTOR = os.environ.get("INDUCTOR") == "1"
@@ -54,7 +55,7 @@ def source(kernel):
     return inductor_copy(kernel) if INDUCTOR else kernel
 
 POINTERS = {"x_ptr": "*bf16", "w_ptr": "*i32", "scale_ptr": "*bf16", "zero_ptr": "*bf16", "bias_ptr": "*bf16",
-            "out_ptr": "*bf16", "part_ptr": "*fp32", "count_ptr": "*i32"}
+            "out_ptr": "*bf16", "part_ptr": "*fp32", "count_ptr": "*i32", "table_ptr": "*bf16"}
 
 
 def build(kernel, fmt, **switches):
@@ -142,6 +143,12 @@ for _bits in (4, 8):
     CASES[f"uint{_bits}_row_gemv"] = (wo.weight_only_gemv_kernel,
                                       AffineLayout(0, _bits, symmetric=True).weight_format(), _GEMV_ROW)
 CASES["fp5_e2m2_row_gemv"] = (wo.weight_only_gemv_kernel, FpxLayout(0, 2, 2).weight_format(), _GEMV_ROW)
+# a table in registers (codebooks) and byte scales (MX: E8M0 per 32, NVFP4: e4m3 per 16)
+for _name, _layout in (("lut4_row", CodebookLayout(nbits=4)), ("lut8_g32", CodebookLayout(32, nbits=8)),
+                       ("mxfp4", MXLayout()), ("mxfp8", MXLayout(element="e4m3")), ("nvfp4", NVFP4Layout())):
+    CASES[f"{_name}_gemv_split"] = (wo.weight_only_gemv_kernel, _layout.weight_format(), _GEMV_SPLIT)
+    CASES[f"{_name}_gemv_row"] = (wo.weight_only_gemv_kernel, _layout.weight_format(), _GEMV_ROW)
+    CASES[f"{_name}_gemm_split"] = (wo.weight_only_gemm_kernel, _layout.weight_format(), _GEMM_SPLIT)
 
 def all_cases():
     for name, (kernel, fmt, switches) in CASES.items():

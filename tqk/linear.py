@@ -46,15 +46,20 @@ class QuantizedLinear(nn.Linear):
         if tuple(weight.shape) != (self.out_features, self.in_features):
             raise ValueError(f"weight of shape {tuple(weight.shape)} for a layer of shape "
                              f"({self.out_features}, {self.in_features})")
-        if weight.zeros is not None and weight.zeros.dtype != weight.scales.dtype:
+        # Byte scales (E8M0, e4m3 codes) keep their float partner (NVFP4's float32 tensor scale) in a buffer of its
+        # own, as int32 bits: a float cast of the model (.half()) must not round it.
+        byte_scales = not weight.scales.is_floating_point()
+        if weight.zeros is not None and weight.zeros.dtype != weight.scales.dtype and not byte_scales:
             raise ValueError(f"zero points ({weight.zeros.dtype}) and scales ({weight.scales.dtype}) must share a dtype")
         self.quant_layout = weight.quant_layout
         self.weight_dtype = weight.dtype
-        self._has_zeros = weight.zeros is not None
+        self._has_zeros = weight.zeros is not None and not byte_scales
         self._set_buffer("packed", weight.packed.detach())
-        self._set_buffer("qparams", weight.scales.detach() if weight.zeros is None else
+        self._set_buffer("qparams", weight.scales.detach() if not self._has_zeros else
                          torch.stack([weight.scales.detach(), weight.zeros.detach()]))
         self._set_buffer("table", None if weight.table is None else weight.table.detach())  # codebooks' entries
+        self._set_buffer("tensor_scale_bits", weight.zeros.detach().float().view(torch.int32)
+                         if byte_scales and weight.zeros is not None else None)
         self._refresh_counters()
 
     def _set_buffer(self, name, t):
@@ -73,7 +78,9 @@ class QuantizedLinear(nn.Linear):
 
     @property
     def zeros(self) -> torch.Tensor | None:
-        return self.qparams[1] if self._has_zeros else None
+        if self._has_zeros:
+            return self.qparams[1]
+        return None if self.tensor_scale_bits is None else self.tensor_scale_bits.view(torch.float32)
 
     @property
     def weight(self) -> QuantizedLinearWeight:
@@ -89,7 +96,9 @@ class QuantizedLinear(nn.Linear):
         """.to(device) / .cuda() move the buffers (and remake the counters there); a float cast
         (.half(), .float()) casts scales and zero points and the layer then takes that dtype."""
         super()._apply(fn, recurse)
-        if self.qparams.dtype != self.weight_dtype:
+        if not self.qparams.is_floating_point():  # byte scales: the cast the model dtype takes
+            self.weight_dtype = fn(torch.empty(0, dtype=self.weight_dtype)).dtype
+        elif self.qparams.dtype != self.weight_dtype:
             self.weight_dtype = self.qparams.dtype
         self._refresh_counters()
         return self

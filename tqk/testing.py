@@ -34,7 +34,7 @@ __all__ = [
     "kernel_configs",
     "quantize_for_layout", "random_codes_weight", "quantized_linear_cases", "LinearCase",
     "exact_linear_case", "exact_linear_cases", "valid_codes", "assert_exact", "unpack_reference",
-    "dequantize_reference", "reference_linear", "linear_magnitude", "carried_bias_magnitude", "sqnr",
+    "dequantize_reference", "scale_reference", "reference_linear", "linear_magnitude", "carried_bias_magnitude", "sqnr",
     "unit_roundoff",
     "assert_close_to_reference", "input_scale_for",
 ]
@@ -193,6 +193,12 @@ def quantize_for_layout(w: torch.Tensor, layout: Layout) -> QuantizedLinearWeigh
         raise ValueError(f"group_size={g} does not divide K={k}")
     wg = w.double().reshape(n, k // g, g)
     zeros = table = None
+    if fmt.scale_fmt != "float":  # block-scaled floats: byte scales (and NVFP4's tensor scale in zeros)
+        scale, scale_codes, zeros = _byte_scales(wg, fmt)
+        codes = _float_codes(wg / scale[..., None], fmt.element).reshape(n, k)
+        packed = layout.pack(codes.cpu()).to(w.device)
+        return QuantizedLinearWeight(packed, scale_codes.t().contiguous().to(w.device),
+                                     None if zeros is None else zeros.to(w.device), layout, (n, k), dtype)
     if fmt.element == "uint":
         qmax = (1 << fmt.bits) - 1
         if fmt.zero_mode == "tensor":  # asymmetric, float (possibly fractional) zero point
@@ -231,6 +237,49 @@ def quantize_for_layout(w: torch.Tensor, layout: Layout) -> QuantizedLinearWeigh
                                  None if zeros is None else zeros.to(w.device), layout, (n, k), dtype, table)
 
 
+def _element_max(element: str) -> float:
+    if element in _FP8:
+        return torch.finfo(_FP8[element]).max
+    return fpx_max(int(element[3]), int(element[4]))
+
+
+def _float_codes(v: torch.Tensor, element: str) -> torch.Tensor:
+    """float64 values already divided by their scale -> uint8 codes of a float element (nearest, saturating)."""
+    if element in _FP8:
+        fmax = torch.finfo(_FP8[element]).max
+        return v.clamp(-fmax, fmax).float().to(_FP8[element]).view(torch.uint8)
+    return quantize_fpx(v, int(element[3]), int(element[4]))
+
+
+def _byte_scales(wg: torch.Tensor, fmt) -> tuple:
+    """Scales of a block-scaled float weight [N, groups, g] (float64): (the float64 scale of each group,
+    its uint8 codes [N, groups], NVFP4's float32 tensor scale [1] or None). e8m0: the power of two at or
+    above amax / element max (RCEIL); e4m3: amax / (448 * element max) per tensor, then the e4m3 byte
+    of each group's amax / element max over it."""
+    emax = _element_max(fmt.element)
+    amax = wg.abs().amax(-1)
+    if fmt.scale_fmt == "e8m0":
+        m, e = torch.frexp(torch.where(amax > 0, amax / emax, torch.ones_like(amax)))
+        code = (torch.where(m == 0.5, e - 1, e).clamp(-127, 127) + 127).to(torch.uint8)
+        return torch.exp2(code.double() - 127), code, None
+    top = float(amax.max()) if amax.numel() else 0.0
+    ts = torch.tensor([top / (448.0 * emax) if top > 0 else 1.0], dtype=torch.float32)
+    code = (amax / emax / ts.double()).clamp(max=448.0).float().to(torch.float8_e4m3fn).view(torch.uint8)
+    scale = code.view(torch.float8_e4m3fn).double() * ts.double()
+    return torch.where(scale > 0, scale, torch.ones_like(scale)), code, ts
+
+
+def _random_byte_scales(fmt, groups: int, n: int, g: torch.Generator) -> tuple:
+    """Random valid scale codes [groups, N] of magnitude ~2**-10 .. 2**2 over the element's largest value,
+    and NVFP4's tensor scale (a random float32 near 1) or None."""
+    shift = math.floor(math.log2(_element_max(fmt.element)))
+    if fmt.scale_fmt == "e8m0":
+        return (127 - shift + torch.randint(-6, 3, (groups, n), generator=g)).to(torch.uint8), None
+    values = torch.exp2(torch.rand(groups, n, generator=g) * 12 - 10)
+    ts = torch.exp2(torch.rand(1, generator=g) * 4 - 2 - shift)
+    return values.to(torch.float8_e4m3fn).view(torch.uint8), ts.float()
+
+
 def valid_codes(element: str, bits: int) -> torch.Tensor:
     """Every code a format can hold with a finite value (fp8 NaN / Inf patterns excluded)."""
     codes = torch.arange(1 << bits, dtype=torch.int32).to(torch.uint8)
@@ -247,6 +296,10 @@ def random_codes_weight(layout: Layout, n: int, k: int, dtype, seed: int, device
     allowed = valid_codes(fmt.element, fmt.bits)
     codes = allowed[torch.randint(0, allowed.numel(), (n, k), generator=g)]
     groups = layout.n_groups(k)
+    if fmt.scale_fmt != "float":
+        scales, zeros = _random_byte_scales(fmt, groups, n, g)
+        return QuantizedLinearWeight(layout.pack(codes).to(device), scales.to(device),
+                                     None if zeros is None else zeros.to(device), layout, (n, k), dtype)
     scales = torch.exp2(torch.rand(groups, n, generator=g) * 12 - 10).to(dtype)
     if fmt.element in _FP8:  # fp8 values reach 448 / 57344: keep the products moderate
         scales = (scales.float() / torch.finfo(_FP8[fmt.element]).max).to(dtype)
@@ -333,8 +386,14 @@ def exact_linear_case(layout: Layout, m: int, n: int, k: int, dtype, seed: int, 
         allowed = allowed[(v.abs() <= 16) & ((v * 4).round() == v * 4)]
     codes = allowed[torch.randint(0, allowed.numel(), (n, k), generator=g)]
     groups = layout.n_groups(k)
-    scales = torch.exp2(-torch.randint(0, 3, (groups, n), generator=g).double()).to(dtype)
+    exps = torch.randint(0, 3, (groups, n), generator=g)
+    scales = torch.exp2(-exps.double()).to(dtype)
     zeros = None
+    if fmt.scale_fmt == "e8m0":  # the same powers of two as codes
+        scales = (127 - exps).to(torch.uint8)
+    elif fmt.scale_fmt == "e4m3":  # as e4m3 bytes, and a tensor scale of 1 or 1/2
+        scales = torch.exp2(-exps.float()).to(torch.float8_e4m3fn).view(torch.uint8)
+        zeros = torch.exp2(-torch.randint(0, 2, (1,), generator=g).float()).to(device)
     if fmt.zero_mode == "tensor":
         zeros = torch.randint(0, 1 << fmt.bits, (groups, n), generator=g).to(dtype).to(device)
     table = None
@@ -419,6 +478,19 @@ def decode_reference(codes: torch.Tensor, element: str, table: torch.Tensor | No
     return codes.view(_FP8[element]).to(torch.float64)
 
 
+def scale_reference(weight: QuantizedLinearWeight) -> torch.Tensor:
+    """float64 group scales [n_groups, N] from their documented storage (WeightFormat.scale_fmt): the
+    floats; E8M0 codes c, 2**(c - 127) with 0xFF NaN (OCP MX v1.0, 5.4.1); NVFP4's e4m3 bytes (torch's
+    float8_e4m3fn) times the float32 tensor scale held in `zeros`."""
+    scale_fmt = weight.quant_layout.weight_format().scale_fmt
+    if scale_fmt == "float":
+        return weight.scales.double()
+    if scale_fmt == "e8m0":
+        code = weight.scales.to(torch.int64)
+        return torch.where(code == 0xFF, math.nan, torch.exp2((code - 127).double()))
+    return weight.scales.view(torch.float8_e4m3fn).double() * weight.zeros.double().reshape(())
+
+
 def dequantize_reference(weight: QuantizedLinearWeight) -> torch.Tensor:
     """float64 [N, K]: (decode(code) - zero) * scale, exactly (no rounding to the model dtype)."""
     fmt = weight.quant_layout.weight_format()
@@ -426,7 +498,7 @@ def dequantize_reference(weight: QuantizedLinearWeight) -> torch.Tensor:
     vals = decode_reference(unpack_reference(weight.packed, fmt.bits, fmt.span, k), fmt.element, weight.table)
     g = fmt.group_size or k
     group_of = torch.arange(k, device=vals.device) // g  # column -> group
-    scale = weight.scales.double().t()[:, group_of]  # [N, K]
+    scale = scale_reference(weight).t()[:, group_of]  # [N, K]
     if fmt.zero_mode == "tensor":
         vals = vals - weight.zeros.double().t()[:, group_of]
     elif fmt.zero_mode == "offset":
@@ -457,7 +529,7 @@ def _group_of(weight) -> torch.Tensor:
 
 def _abs_scale_matrix(weight) -> torch.Tensor:
     """|scale| of every element, float64 [N, K]."""
-    return weight.scales.double().abs().t()[:, _group_of(weight)]
+    return scale_reference(weight).abs().t()[:, _group_of(weight)]
 
 
 def reference_linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.Tensor:

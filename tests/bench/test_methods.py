@@ -21,7 +21,9 @@ def test_registry_names():
     assert {"bf16", "tqk-int4", "tqk-int4-hqq", "tqk-int8", "tqk-fp8", "torch-tinygemm-int4",
             "torch-scaled_mm-fp8", "torch-int_mm-int8", "gemlite-A16W4", "gemlite-A16W8_INT8",
             "gemlite-A16W8_FP8", "gemlite-A8W8_INT8", "gemlite-A8W8_FP8", "torchao-int8wo",
-            "torchao-int4wo", "torchao-fp8dq"} <= names
+            "torchao-int4wo", "torchao-fp8dq", "tqk-mxfp4", "tqk-mxfp6", "tqk-mxfp8", "tqk-nvfp4",
+            "gemlite-A16W4_MXFP", "gemlite-A16W8_MXFP", "gemlite-A16W4_NVFP", "gemlite-A8W8_MXFP_dynamic",
+            "torchao-nvfp4wo", "torchao-mxfp8-emulated", "torchao-mxfp4-emulated"} <= names
     assert M.REGISTRY["bf16"].family == "baseline"
     assert all(m.family == "tqk" for n, m in M.REGISTRY.items() if n.startswith("tqk"))
     assert M.REGISTRY["torch-scaled_mm-fp8"].dynamic_act and M.REGISTRY["gemlite-A8W8_FP8"].dynamic_act
@@ -47,7 +49,8 @@ def test_missing_package_skips_cleanly():
 def test_gpu_only_peers_skip_on_cpu():
     chosen, skipped = M.select_methods(None, CPU, log=lambda s: None, include_all=True)
     reasons = dict(skipped)
-    for name in ("gemlite-A16W4", "gemlite-A8W8_FP8", "torchao-int4wo", "torchao-fp8dq"):
+    for name in ("gemlite-A16W4", "gemlite-A8W8_FP8", "torchao-int4wo", "torchao-fp8dq", "gemlite-A16W4_MXFP",
+                 "gemlite-A8W8_MXFP_dynamic", "torchao-nvfp4wo", "torchao-mxfp8-emulated"):
         assert name in reasons and reasons[name]
     assert "bf16" in [m.name for m in chosen]
 
@@ -126,7 +129,8 @@ def test_tqk_methods_through_interpreter():
         pytest.skip(reason)
     w, x = _wx(64, 128, 2)
     ref = F.linear(x, w)
-    for name, floor in (("tqk-int4", 15.0), ("tqk-int8", 30.0), ("tqk-fp8", 20.0)):
+    for name, floor in (("tqk-int4", 15.0), ("tqk-int8", 30.0), ("tqk-fp8", 20.0), ("tqk-mxfp4", 15.0),
+                        ("tqk-mxfp8", 25.0), ("tqk-nvfp4", 15.0)):
         prep = M.REGISTRY[name].factory(w, None, M.Options())
         out = prep.fn(x)
         assert out.shape == ref.shape

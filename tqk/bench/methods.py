@@ -217,6 +217,11 @@ def tqk_configs() -> dict:
             "tqk-fp5": tqk.FPXWeightOnlyConfig(ebits=2, mbits=2),
             "tqk-codebook4": tqk.CodebookWeightOnlyConfig(dtype=torch.uint4),
             "tqk-codebook8": tqk.CodebookWeightOnlyConfig(dtype=torch.uint8),
+            # block-scaled floats (OCP MX, NVFP4), weight-only
+            "tqk-mxfp4": tqk.MXWeightOnlyConfig(weight_dtype=getattr(torch, "float4_e2m1fn_x2", "fp4_e2m1")),
+            "tqk-mxfp6": tqk.MXWeightOnlyConfig(weight_dtype="fp6_e3m2"),
+            "tqk-mxfp8": tqk.MXWeightOnlyConfig(weight_dtype=torch.float8_e4m3fn),
+            "tqk-nvfp4": tqk.NVFP4WeightOnlyConfig(),
             # activation-quantized (8-bit tensor cores; the activation's quantization is timed)
             "tqk-int8dq": tqk.Int8DynamicActivationInt8WeightConfig(),
             "tqk-fp8dq-row": tqk.Float8DynamicActivationFloat8WeightConfig(granularity=tqk.PerRow()),
@@ -388,16 +393,38 @@ def _gemlite_factory(kind: str):
                 layer = gh.A8W8_INT8_dynamic(device=dev, dtype=torch.bfloat16).from_weights(w, bias=b)
             elif kind == "A8W8_FP8":
                 layer = gh.A8W8_FP8_dynamic(device=dev, dtype=torch.bfloat16).from_weights(w, bias=b)
+            elif kind in GEMLITE_BLOCK_SCALED:  # gemlite quantizes these itself, from a float layer
+                cls = getattr(gh, kind, None)
+                if cls is None:
+                    raise NotImplementedError(f"this gemlite has no helper.{kind}")
+                layer = cls(device=dev, dtype=torch.bfloat16).from_linear(_float_linear(w, b))
             else:  # pragma: no cover
                 raise ValueError(kind)
-        except (NotImplementedError, AssertionError, ValueError) as e:
+        except (NotImplementedError, AssertionError, ValueError, RuntimeError, TypeError) as e:
             raise Unsupported(f"gemlite {kind}: {e}") from e
         return Prepared(layer, _gemlite_layer_bytes(layer), note=kind)
     return factory
 
 
+# gemlite's MX / NVFP4 classes (OCP MX, NVFP4): Blackwell is their target; they run where gemlite's
+# kernels compile for the GPU, and are skipped (Unsupported) where they do not
+GEMLITE_BLOCK_SCALED = ("A16W4_MXFP", "A16W8_MXFP", "A16W4_NVFP", "A8W8_MXFP_dynamic")
+
+
+def _float_linear(w, b) -> torch.nn.Linear:
+    n, k = w.shape
+    lin = torch.nn.Linear(k, n, bias=b is not None, device=w.device, dtype=w.dtype)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+        if b is not None:
+            lin.bias.copy_(b)
+    return lin
+
+
 # ----------------------------------------------------------------------------- torchao
 def _torchao_config(kind: str, opts: Options):
+    if kind in TORCHAO_BLOCK_SCALED:
+        return _torchao_block_scaled_config(kind)
     from torchao import quantization as tq
     if kind == "int8wo":
         return tq.Int8WeightOnlyConfig()
@@ -409,6 +436,25 @@ def _torchao_config(kind: str, opts: Options):
         from torchao.prototype.quantization.codebook import CodebookWeightOnlyConfig
         return CodebookWeightOnlyConfig(dtype=torch.uint4, block_size=(1, 1))
     raise ValueError(kind)  # pragma: no cover
+
+
+# torchao's MX / NVFP4 configs (torchao.prototype.mx_formats). Below SM100 they run emulated: the weight
+# dequantized, then a bf16 matmul (MX dynamic: KernelPreference.EMULATED, activations quantized too)
+TORCHAO_BLOCK_SCALED = {
+    "nvfp4wo": "NVFP4WeightOnlyConfig (emulated below SM100)",
+    "mxfp8-emulated": "MXDynamicActivationMXWeightConfig fp8 e4m3, emulated",
+    "mxfp4-emulated": "MXDynamicActivationMXWeightConfig fp4 e2m1, emulated",
+}
+
+
+def _torchao_block_scaled_config(kind: str):
+    from torchao.prototype import mx_formats as mxf
+    if kind == "nvfp4wo":
+        return mxf.NVFP4WeightOnlyConfig()
+    from torchao.quantization.quantize_.common.kernel_preference import KernelPreference
+    dtype = torch.float8_e4m3fn if kind == "mxfp8-emulated" else torch.float4_e2m1fn_x2
+    return mxf.MXDynamicActivationMXWeightConfig(activation_dtype=dtype, weight_dtype=dtype,
+                                                 kernel_preference=KernelPreference.EMULATED)
 
 
 def _torchao_check(kind: str):
@@ -434,7 +480,8 @@ def _torchao_factory(kind: str):
                 lin.bias.copy_(b)
         try:
             quantize_(lin, _torchao_config(kind, opts))
-        except (NotImplementedError, AssertionError, ValueError, RuntimeError) as e:
+        except (NotImplementedError, AssertionError, ValueError, RuntimeError, ImportError, AttributeError,
+                TypeError) as e:
             raise Unsupported(f"torchao {kind}: {type(e).__name__}: {e}") from e
         qw, qb = lin.weight, lin.bias
         if type(qw) in (torch.Tensor, torch.nn.Parameter) and type(qw.data) is torch.Tensor:
@@ -460,6 +507,10 @@ def _build_registry() -> dict[str, Method]:
         "tqk-fp5": "tqk fp5 e2m2 weight-only, per row (5 bits a code)",
         "tqk-codebook4": "tqk codebook, 16 k-means entries per tensor, a scale per row (4 bits a code)",
         "tqk-codebook8": "tqk codebook, 256 k-means entries per tensor, a scale per row (8 bits a code)",
+        "tqk-mxfp4": "tqk MXFP4 weight-only: e2m1, an E8M0 scale per 32 (4.25 bits)",
+        "tqk-mxfp6": "tqk MXFP6 weight-only: e3m2, an E8M0 scale per 32 (6.25 bits)",
+        "tqk-mxfp8": "tqk MXFP8 weight-only: e4m3, an E8M0 scale per 32 (8.25 bits)",
+        "tqk-nvfp4": "tqk NVFP4 weight-only: e2m1, an e4m3 scale per 16 and a float32 per tensor (4.5 bits)",
         "tqk-int8dq": "tqk int8 x int8, per-row activations and weights",
         "tqk-fp8dq-row": "tqk fp8 x fp8, per-row activations and weights",
         "tqk-fp8dq-tensor": "tqk fp8 x fp8, per-tensor activations and weights",
@@ -470,7 +521,7 @@ def _build_registry() -> dict[str, Method]:
     dynamic = {n for n in tqk_desc if "dq" in n or "w4a8" in n}
     for name, desc in tqk_desc.items():  # HQQ runs the same kernel as tqk-int4: --full only
         ms.append(Method(name, "tqk", _tqk_factory(name), _tqk_check, desc, dynamic_act=name in dynamic,
-                         default=name not in ("tqk-int4-hqq", "tqk-uint2", "tqk-fp5")))
+                         default=name not in ("tqk-int4-hqq", "tqk-uint2", "tqk-fp5", "tqk-mxfp6")))
     for name in ACT_QUANT_BASES:  # what the plain name picks by M, forced: for measuring the choice
         for suffix, act_quant in ACT_QUANT_VARIANTS.items():
             how = "quantized in the GEMM prologue" if act_quant == "prologue" else "codes written, then the GEMM"
@@ -493,12 +544,18 @@ def _build_registry() -> dict[str, Method]:
         # gemlite autotunes for 30-60 s per variant and shape: A16W4 by default, all with --full
         ms.append(Method(f"gemlite-{kind}", "peer", _gemlite_factory(kind), check,
                          f"gemlite {kind}", dynamic_act=dyn, default=kind == "A16W4"))
+    for kind in GEMLITE_BLOCK_SCALED:  # --full only, as gemlite's other autotuned variants
+        ms.append(Method(f"gemlite-{kind}", "peer", _gemlite_factory(kind), lambda d: _gemlite_check(d) or
+                         _need_sm(d, 8, 9), f"gemlite {kind}", dynamic_act=kind.endswith("dynamic"), default=False))
     for kind, desc, dyn in (("int8wo", "Int8WeightOnlyConfig", False),
                             ("int4wo", "Int4WeightOnlyConfig tile_packed_to_4d, group 128", False),
                             ("fp8dq", "Float8DynamicActivationFloat8WeightConfig PerRow", True),
                             ("codebook4", "prototype CodebookWeightOnlyConfig uint4 (dequantize, F.linear)", False)):
         ms.append(Method(f"torchao-{kind}", "peer", _torchao_factory(kind), _torchao_check(kind),
                          f"torchao {desc} + torch.compile", dynamic_act=dyn))
+    for kind, desc in TORCHAO_BLOCK_SCALED.items():
+        ms.append(Method(f"torchao-{kind}", "peer", _torchao_factory(kind), _torchao_check(kind),
+                         f"torchao {desc} + torch.compile", dynamic_act=kind != "nvfp4wo"))
     return {m.name: m for m in ms}
 
 

@@ -276,7 +276,8 @@ def decode_plane(words, j: tl.constexpr, BITS: tl.constexpr, ELEMENT: tl.constex
         elif is_dense(BITS):  # small floats of 5 to 7 bits: decoded where they are assembled
             code_bits = _dense_code_bits(words, words1, words2, j, BITS, SPAN, 0, PTX)
             return decode_fpx(code_bits, fpx_ebits(ELEMENT), fpx_mbits(ELEMENT), dense_pos(j, BITS))
-        return decode_codes(unpack_plane(words, j, BITS, SPAN, words1, words2, PTX), ELEMENT)
+        else:  # (an else, not a fall-through: compiled Triton also traces code after a static branch's return)
+            return decode_codes(unpack_plane(words, j, BITS, SPAN, words1, words2, PTX), ELEMENT)
 
 
 @triton.constexpr_function
@@ -339,9 +340,12 @@ def decode_codes(codes, ELEMENT: tl.constexpr, table=0):
     its low mantissa bits) because int->float conversion runs at a quarter of FP32 rate.
     "e4m3" / "e5m2": the code is the fp8 bit pattern (torch's formats).
     "fpx{e}{m}": a sign + e + m bit small float with no inf or NaN (tqk/quant/fpx.py).
-    "lut": the code's entry of `table` (a codebook, tqk/quant/codebook.py)."""
+    "lut": the code's entry of `table` (a codebook, tqk/quant/codebook.py).
+    "e8m0": an MX block scale, 2**(code - 127) (decode_e8m0)."""
     if ELEMENT == "uint":
         return (codes | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+    elif ELEMENT == "e8m0":
+        return decode_e8m0(codes)
     elif ELEMENT == "e4m3":
         return codes.to(tl.uint8).to(tl.float8e4nv, bitcast=True).to(tl.float32)
     elif ELEMENT == "e5m2":
@@ -350,6 +354,16 @@ def decode_codes(codes, ELEMENT: tl.constexpr, table=0):
         return lookup(table, codes)
     else:
         return decode_fpx(codes, fpx_ebits(ELEMENT), fpx_mbits(ELEMENT))
+
+
+@triton.jit
+def decode_e8m0(codes):
+    """int32 E8M0 codes (0..255, OCP MX's shared scale) -> float32 2**(code - 127): the code shifted
+    into float32's exponent field. Code 0 is 2**-127, a float32 subnormal; 0xFF is NaN."""
+    bits = codes << 23
+    bits = tl.where(codes == 0, 0x00400000, bits)
+    bits = tl.where(codes == 255, 0x7FC00000, bits)
+    return bits.to(tl.float32, bitcast=True)
 
 
 @triton.constexpr_function

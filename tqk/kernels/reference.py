@@ -26,6 +26,17 @@ def decode(codes: torch.Tensor, element: str, table: torch.Tensor | None = None)
     return codes.view(_FP8[element]).to(torch.float32)
 
 
+def decode_scales(scales: torch.Tensor, zeros, scale_fmt: str) -> torch.Tensor:
+    """float32 group scales [n_groups, N] (WeightFormat.scale_fmt): the stored floats, E8M0 codes
+    2**(code - 127) (NaN for 0xFF), or NVFP4's e4m3 bytes times its float32 tensor scale (`zeros`)."""
+    if scale_fmt == "float":
+        return scales.float()
+    if scale_fmt == "e8m0":
+        code = scales.to(torch.int32)
+        return torch.where(code == 255, torch.nan, torch.exp2((code - 127).float()))
+    return scales.view(torch.float8_e4m3fn).float() * zeros.float()
+
+
 def dequantize(packed, scales, zeros, fmt: WeightFormat, in_features: int, dtype=torch.float32,
                table: torch.Tensor | None = None) -> torch.Tensor:
     values = decode(unpack_planes(packed, fmt.bits, fmt.span, in_features), fmt.element, table)
@@ -35,7 +46,7 @@ def dequantize(packed, scales, zeros, fmt: WeightFormat, in_features: int, dtype
         v = v - zeros.t().float().unsqueeze(-1)
     elif fmt.zero_mode == "offset":
         v = v - float(fmt.zero_offset)
-    return (v * scales.t().float().unsqueeze(-1)).reshape(n, in_features).to(dtype)
+    return (v * decode_scales(scales, zeros, fmt.scale_fmt).t().unsqueeze(-1)).reshape(n, in_features).to(dtype)
 
 
 def linear(x, packed, scales, zeros, bias, fmt: WeightFormat, in_features: int, table=None) -> torch.Tensor:

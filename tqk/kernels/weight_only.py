@@ -14,6 +14,10 @@ One family, two schedules, both specialized by the same format constexprs:
 Format constexprs (see WeightFormat): BITS, PER_WORD, SPAN, ELEMENT ("uint", "e4m3", "e5m2", "fpx<e><m>", "lut"),
 ZERO_MODE ("none": value = code, "offset": code - ZERO_OFFSET, "tensor": code - zero[group]),
 GROUP_SIZE (0: one scale per row). Scales and zeros are stored [n_groups, N].
+SCALE_FMT: how a group scale is stored and decoded where it is loaded (_load_scale): "float" (the model
+dtype), "e8m0" (OCP MX: a uint8 code, 2**(code - 127), its exponent shifted into place) or "e4m3"
+(NVFP4: a uint8 float8_e4m3fn pattern, and `zeros` holds the float32 [1] tensor scale, which
+multiplies each output once, in the epilogue).
 Codebooks (ELEMENT "lut"): table_ptr, the kernels' last argument, points at the 2**BITS entries that
 each program loads once into registers (decode.load_table); the code is an index into them
 (decode.lookup). The other formats never read it.
@@ -43,6 +47,14 @@ class WeightFormat:
     zero_offset: int = 0
     group_size: int = 0  # 0: one scale per row
     span: int = 16  # words per packed block
+    scale_fmt: str = "float"  # "float" | "e8m0" | "e4m3" (see the module docstring)
+
+    def __post_init__(self):
+        if self.scale_fmt not in ("float", "e8m0", "e4m3"):
+            raise ValueError(f"scale_fmt must be 'float', 'e8m0' or 'e4m3', got {self.scale_fmt!r}")
+        if self.scale_fmt != "float" and (self.group_size == 0 or self.zero_mode != "none"):
+            raise ValueError(f"{self.scale_fmt} scales are group scales without zero points: got group_size="
+                             f"{self.group_size}, zero_mode={self.zero_mode!r}")
 
     @property
     def per_word(self) -> int:
@@ -76,12 +88,14 @@ class WeightFormat:
     @property
     def key(self) -> str:
         group = f"g{self.group_size}" if self.group_size else "row"
-        return f"{self.element}{self.bits}_{group}_{self.zero_mode}"
+        scale = "" if self.scale_fmt == "float" else f"_{self.scale_fmt}"
+        return f"{self.element}{self.bits}_{group}_{self.zero_mode}{scale}"
 
     def constexprs(self) -> dict:
         return dict(
             BITS=self.bits, PER_WORD=self.per_word, SPAN=self.span, ELEMENT=self.element,
             ZERO_MODE=self.zero_mode, ZERO_OFFSET=self.zero_offset, GROUP_SIZE=self.group_size,
+            SCALE_FMT=self.scale_fmt,
         )
 
 
@@ -104,6 +118,24 @@ def _load_f32(ptrs, mask, IN_PLACE: tl.constexpr):
 
 
 @triton.jit
+def _load_scale(ptrs, mask, SCALE_FMT: tl.constexpr, IN_PLACE: tl.constexpr):
+    """A group scale as float32: a float as stored ("float"), or a byte decoded by decode_codes
+    ("e8m0": one shift into the exponent field; "e4m3"). IN_PLACE: the byte by an inline-PTX load
+    that keeps the pointers' register layout, as _load_f32 does for floats."""
+    # (if / else all the way down: compiled Triton also traces code after a static branch's return)
+    if SCALE_FMT == "float":
+        return _load_f32(ptrs, mask, IN_PLACE)
+    else:
+        if IN_PLACE:
+            asm: tl.constexpr = "{ .reg .pred p; setp.ne.b32 p, $2, 0; mov.b32 $0, 0; @p ld.global.nc.u8 $0, [$1]; }"
+            code = tl.inline_asm_elementwise(asm, "=r,l,r", [ptrs, mask.to(tl.int32)], dtype=tl.int32,
+                                             is_pure=True, pack=1)
+        else:
+            code = tl.load(ptrs, mask=mask, other=0).to(tl.int32)
+        return decode_codes(code, SCALE_FMT)
+
+
+@triton.jit
 def _zero_of(zero_ptr, offs, mask, ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, IN_PLACE: tl.constexpr = False):
     """The zero point to subtract from codes at `offs` (a [n_groups, N] index), as float32."""
     if ZERO_MODE == "tensor":
@@ -116,9 +148,9 @@ def _zero_of(zero_ptr, offs, mask, ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.cons
 
 @triton.jit
 def _scale_and_zs(scale_ptr, zero_ptr, offs, mask, ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr,
-                  IN_PLACE: tl.constexpr = False):
+                  IN_PLACE: tl.constexpr = False, SCALE_FMT: tl.constexpr = "float"):
     """Scale s and zero-point-times-scale z * s at `offs`, so that (q - z) * s = q * s - z * s."""
-    scale = _load_f32(scale_ptr + offs, mask, IN_PLACE)
+    scale = _load_scale(scale_ptr + offs, mask, SCALE_FMT, IN_PLACE)
     return scale, _zero_of(zero_ptr, offs, mask, ZERO_MODE, ZERO_OFFSET, IN_PLACE) * scale
 
 
@@ -135,7 +167,8 @@ def _rows_and(mask, in_k):
 def _gemv_block(acc, x_sum, words, words1, words2, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
                 BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
                 ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
-                EVEN_K: tl.constexpr, PTX: tl.constexpr, WIDE: tl.constexpr, BIASED: tl.constexpr, table=0):
+                EVEN_K: tl.constexpr, PTX: tl.constexpr, WIDE: tl.constexpr, BIASED: tl.constexpr,
+                SCALE_FMT: tl.constexpr = "float", table=0):
     """Add a tile of packed words starting at code k0 to acc (dense widths: a tile per slice,
     words, words1, words2, from load_slices): one block (PER_WORD planes of SPAN
     codes per row), or with WIDE several blocks side by side. x_cols: the offset from k0 of
@@ -169,12 +202,12 @@ def _gemv_block(acc, x_sum, words, words1, words2, k0, x_cols, x_row, scale_ptr,
         if PER_PLANE and WIDE:  # [BLOCK_N, COLS] scales: a column's group depends on its block
             offs = ((k_col + j * SPAN) // GROUP_SIZE)[None, :] * N + rn[:, None]
             ok = mask_n[:, None] & (k_col + j * SPAN < K)[None, :]
-            scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET)
+            scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, False, SCALE_FMT)
             acc += (vals * scale - zs) * xj[None, :]
         elif PER_PLANE:  # this plane's own group: w = vals * s - z * s, one FMA
             offs = ((k0 + j * SPAN) // GROUP_SIZE) * N + rn
             ok = _rows_and(mask_n, k0 + j * SPAN < K)
-            scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX)
+            scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX, SCALE_FMT)
             acc += (vals * scale[:, None] - zs[:, None]) * xj[None, :]
         elif PER_BLOCK and BIASED:  # x sums by bias: planes at bit 16 (even j) and at bit 12 (odd j)
             if j == 0:
@@ -205,7 +238,7 @@ def _gemv_block(acc, x_sum, words, words1, words2, k0, x_cols, x_row, scale_ptr,
     if PER_BLOCK and WIDE:
         offs = (k_col // GROUP_SIZE)[None, :] * N + rn[:, None]
         ok = mask_n[:, None] & (k_col < K)[None, :]
-        scale = _load_f32(scale_ptr + offs, ok, False)
+        scale = _load_scale(scale_ptr + offs, ok, SCALE_FMT, False)
         acc += blk * scale
         if SUM_X:
             zs = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET) * scale
@@ -220,7 +253,7 @@ def _gemv_block(acc, x_sum, words, words1, words2, k0, x_cols, x_row, scale_ptr,
             blk -= (zero + plane_bias(1, BITS))[:, None] * x_12[None, :]
             acc += blk * _load_f32(scale_ptr + offs, ok, PTX)[:, None]
         else:  # sum((q - z) * s * x) = s * sum(q * x) - (z * s) * sum(x) over the block
-            scale = _load_f32(scale_ptr + offs, ok, PTX)
+            scale = _load_scale(scale_ptr + offs, ok, SCALE_FMT, PTX)
             acc += blk * scale[:, None]  # two separate updates: each is one FFMA
             if SUM_X:
                 zs = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX) * scale
@@ -236,7 +269,7 @@ def weight_only_gemv_kernel(
     ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr,
     TRIP_BLOCKS: tl.constexpr, ADJACENT_SPLITS: tl.constexpr, PTX: tl.constexpr,
-    WIDE: tl.constexpr = False, BIASED: tl.constexpr = False,
+    WIDE: tl.constexpr = False, BIASED: tl.constexpr = False, SCALE_FMT: tl.constexpr = "float",
     table_ptr=None,  # a codebook's entries (ELEMENT "lut")
 ):
     # Everything stays in the [BLOCK_N, SPAN] layout of the packed-word tile: each plane is
@@ -304,7 +337,7 @@ def weight_only_gemv_kernel(
                                                    0, "evict_first")
         acc, x_sum = _gemv_block(acc, x_sum, words_a, words_a1, words_a2, k0, x_cols, x_row, scale_ptr, zero_ptr, rn,
                                  mask_n, N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE,
-                                 EVEN_K, PTX, WIDE, BIASED, table)
+                                 EVEN_K, PTX, WIDE, BIASED, SCALE_FMT, table)
         words_a = next_a
         if slices(BITS) > 1:  # (a slice the format lacks is not carried through the loop)
             words_a1 = next_a1
@@ -313,7 +346,7 @@ def weight_only_gemv_kernel(
         if TRIP_BLOCKS == 2 and not WIDE:
             acc, x_sum = _gemv_block(acc, x_sum, words_b, words_b1, words_b2, k0 + BLOCK_K, x_cols, x_row, scale_ptr,
                                      zero_ptr, rn, mask_n, N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET,
-                                     GROUP_SIZE, EVEN_K, PTX, WIDE, BIASED, table)
+                                     GROUP_SIZE, EVEN_K, PTX, WIDE, BIASED, SCALE_FMT, table)
             words_b = next_b
             if slices(BITS) > 1:
                 words_b1 = next_b1
@@ -321,6 +354,8 @@ def weight_only_gemv_kernel(
                 words_b2 = next_b2
 
     out = tl.sum(acc, axis=1)
+    if SCALE_FMT == "e4m3":  # NVFP4's float32 tensor scale (in the zeros slot), once per output
+        out *= tl.load(zero_ptr)
     if GROUP_SIZE == 0:
         if ZERO_MODE == "tensor":
             out -= _zero_of(zero_ptr, rn, mask_n, ZERO_MODE, ZERO_OFFSET) * tl.sum(x_sum, axis=0)
@@ -370,7 +405,7 @@ def weight_only_gemm_kernel(
     ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
     SPLIT_K: tl.constexpr, GROUP_N: tl.constexpr, ONE_DOT: tl.constexpr, BLOCK_SCALE: tl.constexpr,
-    DOT_F32: tl.constexpr, EVEN_K: tl.constexpr, PTX: tl.constexpr,
+    DOT_F32: tl.constexpr, EVEN_K: tl.constexpr, PTX: tl.constexpr, SCALE_FMT: tl.constexpr = "float",
     table_ptr=None,  # a codebook's entries (ELEMENT "lut")
 ):
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
@@ -414,7 +449,7 @@ def weight_only_gemm_kernel(
                 k_plane = k0 + plane * SPAN
                 offs_p = (k_plane // GROUP_SIZE)[None, :] * N + rn_c[:, None]
                 ok = mask_n[:, None] & (k_plane < K)[None, :]
-                scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_p, ok, ZERO_MODE, ZERO_OFFSET)
+                scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_p, ok, ZERO_MODE, ZERO_OFFSET, False, SCALE_FMT)
                 w3 = vals * scale[:, :, None] - zs[:, :, None]
             else:
                 w3 = vals - zero[:, None, None]
@@ -430,7 +465,7 @@ def weight_only_gemm_kernel(
             if PER_ELEMENT and GROUP_SIZE % BLOCK_K == 0:  # one group for the whole block: load once
                 offs = (k0 // GROUP_SIZE) * N + rn_c
                 scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, _rows_and(mask_n, k0 < K), ZERO_MODE,
-                                          ZERO_OFFSET)
+                                          ZERO_OFFSET, False, SCALE_FMT)
             for j in tl.static_range(PER_WORD):
                 kk = k0 + j * SPAN
                 if EVEN_K:  # no K padding: every block is whole, no mask to compute
@@ -442,7 +477,7 @@ def weight_only_gemm_kernel(
                     if GROUP_SIZE % BLOCK_K != 0:  # this plane's own group
                         offs_j = (kk // GROUP_SIZE) * N + rn_c
                         scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_j, _rows_and(mask_n, kk < K),
-                                                  ZERO_MODE, ZERO_OFFSET)
+                                                  ZERO_MODE, ZERO_OFFSET, False, SCALE_FMT)
                     w = vals * scale[:, None] - zs[:, None]  # (q - z) * s as one FMA
                 elif ZERO_MODE == "offset":
                     w = vals
@@ -453,9 +488,11 @@ def weight_only_gemm_kernel(
                 else:
                     acc = _dot(w, xt, acc, DOT_F32)
         if PER_BLOCK:
-            scale = tl.load(scale_ptr + offs, mask=_rows_and(mask_n, k0 < K), other=0.0).to(tl.float32)
+            scale = _load_scale(scale_ptr + offs, _rows_and(mask_n, k0 < K), SCALE_FMT, False)
             acc += part * scale[:, None]
 
+    if SCALE_FMT == "e4m3":  # NVFP4's float32 tensor scale (in the zeros slot)
+        acc *= tl.load(zero_ptr)
     if GROUP_SIZE == 0:
         acc *= tl.load(scale_ptr + rn_c).to(tl.float32)[:, None]
     if HAS_BIAS:

@@ -5,9 +5,9 @@ from .base import LAYOUTS, Layout, register_layout
 from .codebook import CodebookLayout
 from .float8 import Float8Layout
 from .fpx import FpxLayout
+from .mx import MXLayout, NVFP4Layout
 from .packing import codes_per_word, pack_planes, unpack_planes
 from .scaled import ScaledLayout
 
 __all__ = ["LAYOUTS", "Layout", "register_layout", "AffineLayout", "CodebookLayout", "Float8Layout", "FpxLayout",
-           "ScaledLayout",
-           "codes_per_word", "pack_planes", "unpack_planes"]
+           "MXLayout", "NVFP4Layout", "ScaledLayout", "codes_per_word", "pack_planes", "unpack_planes"]
