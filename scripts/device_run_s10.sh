@@ -17,7 +17,7 @@ cp /tmp/k1/results.csv $OUT/results_formats.csv 2>/dev/null
 timeout 60 python3 -m tqk.bench kernels --methods bf16,tqk-codebook4,torchao-codebook4 --layers o --m 1 \
   --no-ceilings --reps 10 --warmup 2 --out /tmp/k2 > $OUT/sweep_codebook_peer.txt 2>&1
 echo "== codebook peer ($((SECONDS - T0)) s)"; cat /tmp/k2/table.txt 2>/dev/null | head -12
-B=$((400 - (SECONDS - T0)))
+B=$((370 - (SECONDS - T0)))
 timeout $((B + 20)) python3 -m tqk.bench kernels --methods bf16,tqk-int8dq,tqk-fp8dq-row,tqk-fp8dq-tensor,tqk-fp8dq-block,torch-scaled_mm-fp8 \
   --layers o,gate_up,down --m 2048 --no-ceilings --reps 10 --warmup 2 --time-budget $B --out /tmp/k3 > $OUT/sweep_scaled.txt 2>&1
 echo "== scaled sweep ($((SECONDS - T0)) s)"; cat /tmp/k3/table.txt 2>/dev/null | head -30
