@@ -433,7 +433,8 @@ def _torchao_config(kind: str, opts: Options):
     if kind == "fp8dq":
         return tq.Float8DynamicActivationFloat8WeightConfig(granularity=tq.PerRow())
     if kind == "codebook4":  # a prototype: its tensor dequantizes, then F.linear
-        from torchao.prototype.quantization.codebook import CodebookWeightOnlyConfig
+        # (torchao 0.17 does not export it from the package: the name there is coremltools' config)
+        from torchao.prototype.quantization.codebook.codebook_quantized_tensor import CodebookWeightOnlyConfig
         return CodebookWeightOnlyConfig(dtype=torch.uint4, block_size=(1, 1))
     raise ValueError(kind)  # pragma: no cover
 
