@@ -113,7 +113,9 @@ def test_gemv_kernel_matches_reference(layout, data, config):
     _run_kernel(case, config)
 
 
-@pytest.mark.parametrize("split_k", [2, 3, 8], ids=lambda s: f"split_k={s}")
+# split 3 (odd, a split with a partial trip) and 8 (more splits than some rows have trips); 2 cost CI
+# ~90 s for nothing they miss
+@pytest.mark.parametrize("split_k", [3, 8], ids=lambda s: f"split_k={s}")
 @pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
 def test_gemv_split_k_covers_k_once(layout, split_k):
     """Split-K GEMV: K cut into whole trips (two blocks; or four loaded as one wide tile), with
