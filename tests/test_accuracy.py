@@ -65,3 +65,13 @@ def test_hqq_no_worse_than_min_max(group_size):
     plain = output_sqnr(tqk.Int4WeightOnlyConfig(group_size=group_size))
     hqq = output_sqnr(tqk.Int4WeightOnlyConfig(group_size=group_size, use_hqq=True))
     assert hqq >= plain - 0.05, (hqq, plain)
+
+
+@pytest.mark.parametrize("bits,group_size", [(2, 64), (3, 128)], ids=["uint2-g64", "uint3-g128"])
+def test_hqq_no_worse_than_round_to_nearest_at_low_bits(bits, group_size):
+    """Issue 12: at 2 and 3 bits HQQ's zero points and scales must do at least as well as the
+    min-max round to nearest at the same group size (where it matters most)."""
+    pytest.importorskip("hqq")
+    plain = output_sqnr(tqk.UIntxWeightOnlyConfig(bit_width=bits, group_size=group_size))
+    hqq = output_sqnr(tqk.UIntxWeightOnlyConfig(bit_width=bits, group_size=group_size, use_hqq=True))
+    assert hqq >= plain - 0.05, (hqq, plain)
