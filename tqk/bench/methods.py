@@ -474,11 +474,7 @@ def _torchao_factory(kind: str):
         from torchao.quantization import quantize_
 
         N, K = w.shape
-        lin = torch.nn.Linear(K, N, bias=b is not None, device=w.device, dtype=w.dtype)
-        with torch.no_grad():
-            lin.weight.copy_(w)
-            if b is not None:
-                lin.bias.copy_(b)
+        lin = _float_linear(w, b)
         try:
             quantize_(lin, _torchao_config(kind, opts))
         except (NotImplementedError, AssertionError, ValueError, RuntimeError, ImportError, AttributeError,
