@@ -18,10 +18,7 @@ FPX_FLOORS = {(3, 2, None): 25.0, (2, 3, None): 30.5, (2, 2, None): 24.4, (2, 1,
 
 @pytest.fixture(scope="module")
 def seeded_linear():
-    g = torch.Generator().manual_seed(0)
-    w = torch.randn(1024, 1024, generator=g, dtype=torch.float64)
-    x = torch.randn(32, 1024, generator=g, dtype=torch.float64)
-    return w, x, x @ w.T
+    return T.seeded_linear(32)
 
 
 @pytest.mark.parametrize("fmt,floor", FPX_FLOORS.items(), ids=[f"e{e}m{m}" for e, m, _ in FPX_FLOORS])

@@ -26,10 +26,7 @@ FLOORS = [
 
 @pytest.fixture(scope="module")
 def seeded_linear():
-    g = torch.Generator().manual_seed(0)
-    w = torch.randn(1024, 1024, generator=g, dtype=torch.float64)
-    x = torch.randn(8, 1024, generator=g, dtype=torch.float64)
-    return w, x, x @ w.T
+    return T.seeded_linear(8)
 
 
 @pytest.mark.parametrize("config,floor", FLOORS, ids=[repr(c) for c, _ in FLOORS])

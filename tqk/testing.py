@@ -555,6 +555,15 @@ def linear_magnitude(x: torch.Tensor, weight, bias: torch.Tensor | None = None) 
     return out if bias is None else out + bias.detach().double().abs()
 
 
+def seeded_linear(rows: int, features: int = 1024, seed: int = 0):
+    """The issues' accuracy case: W [features, features] and x [rows, features] ~ N(0, 1), float64,
+    from one seeded generator, with the float64 output x @ W.T. Returns (w, x, reference)."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(features, features, generator=g, dtype=torch.float64)
+    x = torch.randn(rows, features, generator=g, dtype=torch.float64)
+    return w, x, x @ w.T
+
+
 def sqnr(reference: torch.Tensor, test: torch.Tensor) -> float:
     """Signal-to-quantization-noise ratio in dB: 10 log10(sum ref**2 / sum (ref - test)**2)."""
     ref = reference.detach().double()
