@@ -32,9 +32,8 @@ import triton
 import triton.language as tl
 
 from ..layouts import packing
-from .decode import (biased_pos, decode_codes, decode_plane, decode_plane_biased, is_dense, load_slices, plane_bias,
-                     slice_columns, slices, unpack_planes, words_per_block)
-from .decode import load_table
+from .decode import (biased_pos, decode_codes, decode_plane, decode_plane_biased, is_dense, load_slices, load_table,
+                     plane_bias, slice_columns, slices, unpack_planes, words_per_block)
 
 
 @dataclass(frozen=True)
