@@ -105,6 +105,34 @@ def test_static_kv_cache_decode_every_mode_first_call(name, mode):
     assert_close_run(cache, model.layers[1].v_cache, 2**-5, msg="KV cache written by the compiled model")
 
 
+# The other format families (issues 12, 13): each decodes on its own constexpr path, and each
+# path must compile inside inductor's copy of the kernel, at M = 1 (GEMV) and M = 16 (GEMM).
+FAMILIES = {
+    "uint3-g128": tqk.UIntxWeightOnlyConfig(bit_width=3, group_size=128),
+    "uint2-g64-hqq": tqk.UIntxWeightOnlyConfig(bit_width=2, group_size=64, use_hqq=True),
+    "fp6-e3m2": tqk.FPXWeightOnlyConfig(ebits=3, mbits=2),
+    "codebook-uint4": tqk.CodebookWeightOnlyConfig(dtype=torch.uint4),
+    "mxfp4": tqk.MXWeightOnlyConfig(weight_dtype=torch.float4_e2m1fn_x2),
+    "mxfp8": tqk.MXWeightOnlyConfig(weight_dtype=torch.float8_e4m3fn),
+    "nvfp4": tqk.NVFP4WeightOnlyConfig(),
+}
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead-fullgraph"])
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_every_format_family_first_call(name, mode):
+    """As test_mlp_every_mode_first_call, for the formats beyond int4/int8/fp8."""
+    model = quantized_mlp(DIMS, FAMILIES[name], DT, CUDA)
+    compiled = torch.compile(model, **MODES[mode])
+    with torch.no_grad():
+        for i, m in enumerate((1, 1, 1, 16, 16, 1)):
+            x = torch.randn(m, DIMS[0], dtype=DT, device=CUDA)
+            out = compiled(x).clone()
+            torch.cuda.synchronize()
+            assert_close_run(out, model(x), REL, msg=f"call {i}, M={m}")
+    assert graph_breaks() == {}
+
+
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_one_kernel_per_quantized_linear_under_compile(name):
     """torch.compile's default mode (no CUDA graphs), M = 1: each quantized linear is one kernel
