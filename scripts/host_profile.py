@@ -2,7 +2,7 @@
 wall and CPU ms per step in default mode and under reduce-overhead, and the top of a cProfile of 200
 steps in each. One config per process (argv: bf16 | int4 | int8 | fp8); set
 TORCHINDUCTOR_STATIC_LAUNCH_USER_DEFINED_TRITON_KERNELS=1 in the environment to try inductor's static
-launcher for user kernels.
+launcher for user kernels, or TQK_STATIC_OPTION=1 to ask for it through torch.compile(options=...) in default mode.
 
     python scripts/host_profile.py int4
 """
@@ -21,6 +21,7 @@ from compile_check import Stack, timed
 
 name = sys.argv[1]
 static = os.environ.get("TORCHINDUCTOR_STATIC_LAUNCH_USER_DEFINED_TRITON_KERNELS", "0")
+static += "+option" if os.environ.get("TQK_STATIC_OPTION") == "1" else ""
 torch.manual_seed(0)
 model = Stack(2).cuda().bfloat16()
 configs = {"int4": lambda: tqk.Int4WeightOnlyConfig(group_size=128), "int8": tqk.Int8WeightOnlyConfig,
@@ -47,7 +48,10 @@ def profile(run, label, rows):
 with torch.no_grad():
     for mode in ("default", "reduce-overhead"):
         torch._dynamo.reset()
-        run = torch.compile(model, fullgraph=True, mode=None if mode == "default" else mode)
+        if mode == "default" and os.environ.get("TQK_STATIC_OPTION") == "1":  # the static launcher, per compile
+            run = torch.compile(model, fullgraph=True, options={"static_launch_user_defined_triton_kernels": True})
+        else:
+            run = torch.compile(model, fullgraph=True, mode=None if mode == "default" else mode)
         t0 = time.time()
         _, codes = run_and_get_code(run, x)
         if mode == "default":

@@ -2,8 +2,9 @@
 torch.compile (default and reduce-overhead, fullgraph, no eager call first), against eager.
 The activation-quantized configs log their recompiles (TORCH_LOGS=recompiles) to stderr.
 
-    python scripts/precheck_compile.py
+    python scripts/precheck_compile.py [int4,int8,...]
 """
+import sys
 import time
 
 import torch
@@ -22,7 +23,8 @@ CONFIGS = {
 }
 
 t0 = time.time()
-for name, make in CONFIGS.items():
+only = sys.argv[1].split(",") if len(sys.argv) > 1 else list(CONFIGS)  # e.g. int4,mxfp4
+for name, make in ((n, CONFIGS[n]) for n in only):
     if name == "int8dq":
         torch._logging.set_logs(recompiles=True)
     for mode in (None, "reduce-overhead"):

@@ -238,9 +238,70 @@ def lookup(table, codes):
     return tl.reshape(tl.gather(table, flat, 0), codes.shape)
 
 
+@triton.constexpr_function
+def via_half(element, bits):
+    """Whether decode_plane takes a small float through float16 (half_float_bits): a sign + e + m
+    float of 4 to 7 bits with 1 <= e <= 4, whose codes (exponent field <= 15) are all finite f16
+    values once placed in f16's fields. Not 8 bits (fp8 has its own cvt), not e5 (f16's top
+    exponent is inf and NaN, an fpx's is finite)."""
+    return (element.startswith("fpx") and len(element) == 5 and 1 <= int(element[3]) <= 4
+            and 4 <= bits <= 7)
+
+
+@triton.constexpr_function
+def plane_gain(element, bits):
+    """What decode_plane(UNSCALED=True) leaves off its values: 2**(15 - bias) for a small float
+    taken through float16 (its fields placed in f16's, the value is the element's times
+    2**(bias - 15), subnormals included), else 1. A power of two: multiplying it back is exact."""
+    if not via_half(element, bits):
+        return 1.0
+    return 2.0 ** (15 - ((1 << (int(element[3]) - 1)) - 1))
+
+
+@triton.jit
+def _shift(x, N: tl.constexpr):
+    """x << N, or x >> -N for negative N (the bits it brings in are masked off by the callers)."""
+    if N > 0:
+        return x << N
+    elif N < 0:
+        return x >> (-N)
+    else:
+        return x
+
+
+@triton.jit
+def half_float_bits(bits, POS: tl.constexpr, EBITS: tl.constexpr, MBITS: tl.constexpr, PAIR: tl.constexpr,
+                    PTX: tl.constexpr):
+    """A small float's code at bit POS of `bits` (other bits may hold anything) placed in float16's
+    fields in the low half: exponent and mantissa up to bit 14, the sign at 15. PAIR: the code at
+    POS + 16 goes to the high half the same way (one f16x2 for two planes 16 bits apart). Two shifts
+    and two LOP3s per register, for one or two codes: no int-to-float conversion, no select for
+    subnormals (f16's own subnormals hold them)."""
+    MAG: tl.constexpr = ((1 << (EBITS + MBITS)) - 1) << (10 - MBITS)
+    MAG2: tl.constexpr = (MAG | (MAG << 16)) if PAIR else MAG
+    SIGN: tl.constexpr = (0x8000 | (0x8000 << 16)) - (1 << 32) if PAIR else 0x8000  # as an int32
+    mag = _shift(bits, 10 - MBITS - POS) & MAG2
+    return mask_or_into(_shift(bits, 15 - (POS + EBITS + MBITS)), SIGN, mag, PTX)
+
+
+@triton.jit
+def half_to_f32(pair, HI: tl.constexpr, PTX: tl.constexpr):
+    """The low (or HI: high) float16 of an int32 as float32: one HADD2.F32 (inline PTX reads the
+    half in place; the plain ops first move it out)."""
+    if PTX:
+        PICK: tl.constexpr = "hi" if HI else "lo"
+        return tl.inline_asm_elementwise(
+            "{ .reg .b16 lo, hi; mov.b32 {lo, hi}, $1; cvt.f32.f16 $0, " + PICK + "; }", "=r,r",
+            [pair], dtype=tl.float32, is_pure=True, pack=1)
+    else:
+        half = (pair >> 16) if HI else pair
+        return half.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+
+
 @triton.jit
 def decode_plane(words, j: tl.constexpr, BITS: tl.constexpr, ELEMENT: tl.constexpr, PTX: tl.constexpr,
-                 MINUS: tl.constexpr = 0, SPAN: tl.constexpr = 16, words1=0, words2=0, table=0):
+                 MINUS: tl.constexpr = 0, SPAN: tl.constexpr = 16, words1=0, words2=0, table=0,
+                 UNSCALED: tl.constexpr = False):
     """Plane j of a tile of packed words, decoded to float32 values (before scale and zero),
     minus the integer constant MINUS ("uint" only: a constant zero point costs nothing more).
     Dense widths (3, 5, 6, 7 bits) take a [R, COLS] tile per slice: words, words1, words2.
@@ -255,7 +316,12 @@ def decode_plane(words, j: tl.constexpr, BITS: tl.constexpr, ELEMENT: tl.constex
     merged into one word (_dense_rest): one LOP3 per code for 3 bits, two for 5, 6 and 7.
     (Leaving 2**(23 - pos) in and folding it into the zero point saves the FADD, but float32
     then rounds sums at the scale of 2**(23 - pos) instead of the codes': up to 2**23 units at
-    bit 0. decode_plane_biased does it with the codes moved up to bits 12-19 first.)"""
+    bit 0. decode_plane_biased does it with the codes moved up to bits 12-19 first.)
+
+    Small floats of 4 to 7 bits (via_half) are placed in float16's fields (half_float_bits) and
+    converted by one HADD2 each; 4-bit planes j and j + 4 share their f16x2. The value is then the
+    element's divided by plane_gain: UNSCALED returns it so (the caller multiplies the gain back
+    once per output), else it is multiplied here."""
     if ELEMENT == "uint":
         if is_dense(BITS):
             POS: tl.constexpr = dense_pos(j, BITS)
@@ -273,6 +339,19 @@ def decode_plane(words, j: tl.constexpr, BITS: tl.constexpr, ELEMENT: tl.constex
             return lookup(table, unpack_plane(words, j, BITS, SPAN, words1, words2, PTX))
         elif PTX and (ELEMENT == "e4m3" or ELEMENT == "e5m2"):
             return decode_fp8_plane(words, j, ELEMENT)
+        elif via_half(ELEMENT, BITS):
+            if is_dense(BITS):  # one code per register, assembled at dense_pos(j)
+                code_bits = _dense_code_bits(words, words1, words2, j, BITS, SPAN, 0, PTX)
+                half = half_float_bits(code_bits, dense_pos(j, BITS), fpx_ebits(ELEMENT), fpx_mbits(ELEMENT), False,
+                                       PTX)
+                vals = half_to_f32(half, False, PTX)
+            else:  # 4 bits: planes j % 4 and j % 4 + 4 in the low and high halves of one f16x2
+                pair = half_float_bits(words, 4 * (j % 4), fpx_ebits(ELEMENT), fpx_mbits(ELEMENT), True, PTX)
+                vals = half_to_f32(pair, j >= 4, PTX)
+            if UNSCALED:
+                return vals
+            else:
+                return vals * plane_gain(ELEMENT, BITS)
         elif is_dense(BITS):  # small floats of 5 to 7 bits: decoded where they are assembled
             code_bits = _dense_code_bits(words, words1, words2, j, BITS, SPAN, 0, PTX)
             return decode_fpx(code_bits, fpx_ebits(ELEMENT), fpx_mbits(ELEMENT), dense_pos(j, BITS))
@@ -360,8 +439,7 @@ def decode_codes(codes, ELEMENT: tl.constexpr, table=0):
 def decode_e8m0(codes):
     """int32 E8M0 codes (0..255, OCP MX's shared scale) -> float32 2**(code - 127): the code shifted
     into float32's exponent field. Code 0 is 2**-127, a float32 subnormal; 0xFF is NaN."""
-    bits = codes << 23
-    bits = tl.where(codes == 0, 0x00400000, bits)
+    bits = tl.maximum(codes << 23, 0x00400000)  # code 0: the subnormal 2**-127 (one IMNMX, not a select)
     bits = tl.where(codes == 255, 0x7FC00000, bits)
     return bits.to(tl.float32, bitcast=True)
 

@@ -33,7 +33,7 @@ import triton.language as tl
 
 from ..layouts import packing
 from .decode import (biased_pos, decode_codes, decode_plane, decode_plane_biased, is_dense, load_slices, load_table,
-                     plane_bias, slice_columns, slices, unpack_planes, words_per_block)
+                     plane_bias, plane_gain, slice_columns, slices, unpack_planes, words_per_block)
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,20 @@ def _load_f32(ptrs, mask, IN_PLACE: tl.constexpr):
     """tl.load(...).to(float32), or with IN_PLACE an inline-PTX load that keeps the pointers'
     register layout. A [BLOCK_N] scale vector sliced from a tile that gives each thread several
     rows is otherwise re-laid out by Triton's coalescing (one element per thread) and brought back
-    through shared memory with two barriers, once per block."""
-    if IN_PLACE:
+    through shared memory with two barriers, once per block. mask None: every pointer is valid
+    (rows clamped, K even), and the load is not predicated."""
+    if mask is None:
+        if IN_PLACE:
+            if ptrs.dtype.element_ty == tl.float32:
+                return tl.inline_asm_elementwise("ld.global.nc.b32 $0, [$1];", "=r,l", [ptrs], dtype=tl.float32,
+                                                 is_pure=True, pack=1)
+            else:
+                CVT0: tl.constexpr = "cvt.f32.bf16" if ptrs.dtype.element_ty == tl.bfloat16 else "cvt.f32.f16"
+                return tl.inline_asm_elementwise("{ .reg .b16 h; ld.global.nc.b16 h, [$1]; " + CVT0 + " $0, h; }",
+                                                 "=r,l", [ptrs], dtype=tl.float32, is_pure=True, pack=1)
+        else:
+            return tl.load(ptrs).to(tl.float32)
+    elif IN_PLACE:
         if ptrs.dtype.element_ty == tl.float32:
             asm: tl.constexpr = "{ .reg .pred p; setp.ne.b32 p, $2, 0; mov.b32 $0, 0; @p ld.global.nc.b32 $0, [$1]; }"
         else:
@@ -113,7 +125,8 @@ def _load_f32(ptrs, mask, IN_PLACE: tl.constexpr):
                                  "@p ld.global.nc.b16 h, [$1]; " + CVT + " $0, h; }")
         return tl.inline_asm_elementwise(asm, "=r,l,r", [ptrs, mask.to(tl.int32)], dtype=tl.float32,
                                          is_pure=True, pack=1)
-    return tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+    else:
+        return tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
 
 
 @triton.jit
@@ -125,7 +138,13 @@ def _load_scale(ptrs, mask, SCALE_FMT: tl.constexpr, IN_PLACE: tl.constexpr):
     if SCALE_FMT == "float":
         return _load_f32(ptrs, mask, IN_PLACE)
     else:
-        if IN_PLACE:
+        if mask is None:
+            if IN_PLACE:
+                code = tl.inline_asm_elementwise("ld.global.nc.u8 $0, [$1];", "=r,l", [ptrs], dtype=tl.int32,
+                                                 is_pure=True, pack=1)
+            else:
+                code = tl.load(ptrs).to(tl.int32)
+        elif IN_PLACE:
             asm: tl.constexpr = "{ .reg .pred p; setp.ne.b32 p, $2, 0; mov.b32 $0, 0; @p ld.global.nc.u8 $0, [$1]; }"
             code = tl.inline_asm_elementwise(asm, "=r,l,r", [ptrs, mask.to(tl.int32)], dtype=tl.int32,
                                              is_pure=True, pack=1)
@@ -176,9 +195,13 @@ def _gemv_block(acc, x_sum, words, words1, words2, k0, x_cols, x_row, scale_ptr,
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
     PER_BLOCK: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K == 0)
     PER_PLANE: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K != 0)
+    # Groups of a few planes that tile the block (MX: 32 codes, NVFP4: 16, g64 with 8 planes of 16):
+    # each group's planes are summed first and its scale applied once, 1 FMA per code instead of 2.
+    PER_GROUP: tl.constexpr = PER_PLANE and not WIDE and (BLOCK_K % GROUP_SIZE == 0)
+    PLANES: tl.constexpr = GROUP_SIZE // SPAN if PER_GROUP else 1  # planes per group
     # A constant zero point goes into the decode's FADD (exact: the values are integers < 2**24);
     # only a zero-point tensor needs sums of x, for the z * s * sum(x) term.
-    MINUS: tl.constexpr = ZERO_OFFSET if (ZERO_MODE == "offset" and not PER_PLANE) else 0
+    MINUS: tl.constexpr = ZERO_OFFSET if (ZERO_MODE == "offset" and (PER_GROUP or not PER_PLANE)) else 0
     SUM_X: tl.constexpr = (ZERO_MODE == "tensor") and not PER_PLANE
     # BIASED (WeightFormat.gemv_bias, 4-bit, a group per block): planes decode to code + bias with
     # no FADD (decode_plane_biased) and the bias goes with the zero point: (z + b) times the sums
@@ -197,8 +220,25 @@ def _gemv_block(acc, x_sum, words, words1, words2, k0, x_cols, x_row, scale_ptr,
         if BIASED:
             vals = decode_plane_biased(words, j, BITS, PTX)
         else:
-            vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2, table)
-        if PER_PLANE and WIDE:  # [BLOCK_N, COLS] scales: a column's group depends on its block
+            vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2, table, UNSCALED=True)
+        if PER_GROUP:  # the group's sums of q * x (and of x for a zero-point tensor), then s and z * s
+            if j % PLANES == 0:
+                grp = vals * xj[None, :]
+                if ZERO_MODE == "tensor":
+                    x_grp = xj
+            else:
+                grp += vals * xj[None, :]
+                if ZERO_MODE == "tensor":
+                    x_grp += xj
+            if j % PLANES == PLANES - 1:
+                offs = (k0 // GROUP_SIZE + j // PLANES) * N + rn  # k0: a multiple of BLOCK_K, so of the group
+                ok = None if EVEN_K else _rows_and(mask_n, k0 + j * SPAN < K)  # rows are clamped
+                scale = _load_scale(scale_ptr + offs, ok, SCALE_FMT, PTX)
+                acc += grp * scale[:, None]
+                if ZERO_MODE == "tensor":
+                    zs = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX) * scale
+                    acc -= zs[:, None] * x_grp[None, :]
+        elif PER_PLANE and WIDE:  # [BLOCK_N, COLS] scales: a column's group depends on its block
             offs = ((k_col + j * SPAN) // GROUP_SIZE)[None, :] * N + rn[:, None]
             ok = mask_n[:, None] & (k_col + j * SPAN < K)[None, :]
             scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, False, SCALE_FMT)
@@ -244,7 +284,7 @@ def _gemv_block(acc, x_sum, words, words1, words2, k0, x_cols, x_row, scale_ptr,
             acc -= zs * x_blk[None, :]
     elif PER_BLOCK:
         offs = (k0 // GROUP_SIZE) * N + rn
-        ok = _rows_and(mask_n, k0 < K)
+        ok = None if EVEN_K else _rows_and(mask_n, k0 < K)  # rows are clamped
         if BIASED:  # s * (sum((q + b) * x) - (z + b) * sum(x)) by bias b. The bias comes off before
             #         the scale: scaled biased sums overflowed float32 for weights near 1e37
             zero = _zero_of(zero_ptr, offs, ok, ZERO_MODE, ZERO_OFFSET, PTX)
@@ -353,6 +393,8 @@ def weight_only_gemv_kernel(
                 words_b2 = next_b2
 
     out = tl.sum(acc, axis=1)
+    if plane_gain(ELEMENT, BITS) != 1.0:  # small floats decoded through float16 (decode_plane, UNSCALED)
+        out *= plane_gain(ELEMENT, BITS)
     if SCALE_FMT == "e4m3":  # NVFP4's float32 tensor scale (in the zeros slot), once per output
         out *= tl.load(zero_ptr)
     if GROUP_SIZE == 0:
@@ -573,11 +615,11 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
     m = x2d.shape[0]
     wrap = wrap or (lambda kernel: kernel)
     consts = fmt.constexprs()
-    zeros = scales if zeros is None else zeros  # never read when ZERO_MODE != "tensor"
-    bias_arg = scales if bias is None else bias
+    # An argument the kernel does not read (no zero points, no bias, no table, no split) is passed as
+    # None: Triton makes it a constant, so it is neither an argument of the launch nor a view that
+    # inductor's generated code must build per call.
     if (fmt.element == "lut") != (table is not None):
         raise ValueError(f"a {fmt.element!r} weight {'needs' if table is None else 'takes no'} codebook table")
-    table_arg = scales if table is None else table  # never read unless ELEMENT == "lut"
     words_per_row, n_groups = packed.shape[1], scales.shape[0]
     if config.kernel == "gemv":
         unit = max(2, config.trip_blocks)  # blocks per step of a split (the kernel's UNIT)
@@ -586,34 +628,34 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         split_k = triton.cdiv(trips, chunk)
         tiles = triton.cdiv(n, config.block_n)
         out = _output(x2d, n, 1)  # split-K or not, the GEMV writes x's dtype itself
-        parts, counts = out, out  # never read without split-K
+        parts = counts = None  # never read without split-K
         if split_k > 1:
             parts = torch.empty((split_k, m, n), dtype=torch.float32, device=x2d.device)
             counts = counters
             if counts is None or counts.numel() < m * tiles:
                 counts = torch.zeros(m * tiles, dtype=torch.int32, device=x2d.device)
         wrap(weight_only_gemv_kernel)[(tiles * split_k, m)](
-            x2d, packed, scales, zeros, bias_arg, out, parts, counts, m, n, k, words_per_row, n_groups,
+            x2d, packed, scales, zeros, bias, out, parts, counts, m, n, k, words_per_row, n_groups,
             x2d.stride(0), out.stride(0), chunk, tiles, HAS_BIAS=bias is not None,
             BLOCK_N=config.block_n, SPLIT_K=split_k, PTX=ptx_ok(x2d.device),
             TRIP_BLOCKS=config.trip_blocks, ADJACENT_SPLITS=config.adjacent_splits, WIDE=config.wide,
             BIASED=config.biased and fmt.gemv_bias > 0,  # wide=True rules biased out (KernelConfig)
             EVEN_K=k % (unit * fmt.block_k) == 0 and words_per_row // fmt.words_per_block * fmt.block_k == k,
             num_warps=config.num_warps, num_stages=config.num_stages, **consts,
-            table_ptr=table_arg,
+            table_ptr=table,
         )
         return out
     split_k = max(1, min(config.split_k, words_per_row // fmt.words_per_block))
     out = _output(x2d, n, split_k)
     grid = (triton.cdiv(n, config.block_n) * triton.cdiv(m, config.block_m), split_k)
     wrap(weight_only_gemm_kernel)[grid](
-        x2d, packed, scales, zeros, bias_arg, out, m, n, k, words_per_row, n_groups,
+        x2d, packed, scales, zeros, bias, out, m, n, k, words_per_row, n_groups,
         x2d.stride(0), out.stride(0), HAS_BIAS=bias is not None, BLOCK_N=config.block_n,
         BLOCK_M=config.block_m, SPLIT_K=split_k, GROUP_N=config.group_n,
         ONE_DOT=config.one_dot or fmt.span < 16,  # a plane narrower than 16 is too thin for a dot
         BLOCK_SCALE=config.block_scale, DOT_F32=interpreting(), PTX=ptx_ok(x2d.device),
         EVEN_K=k % fmt.block_k == 0 and words_per_row // fmt.words_per_block * fmt.block_k == k,
         num_warps=config.num_warps, num_stages=config.num_stages, **consts,
-        table_ptr=table_arg,
+        table_ptr=table,
     )
     return out.to(x2d.dtype)
