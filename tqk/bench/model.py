@@ -11,6 +11,9 @@ step. One row per config and batch size (default 1 and 16). Columns, times in ms
   cpu q, cpu s  the same read over back-to-back steps (q: queued) and over steps issued while the
                 GPU sleeps (s: stalled), timing.host_readings (CUDA only)
   def ms, cpu   the same under torch.compile(model, fullgraph=True): no CUDA graphs
+  sl ms, cpu    the same with torch.compile(..., options={"static_launch_user_defined_triton_kernels": True})
+                (only with --modes ...,static): inductor launches user kernels itself, not through
+                Triton's Python launcher
   at ms, cpu    the same under mode="max-autotune-no-cudagraphs" (only with --modes ...,autotune)
   pre ms        one prefill of --prefill tokens (default 2048) at the first batch size, default
                 compile (only with --modes ...,prefill): the large-M GEMMs, where activation-quantized
@@ -78,7 +81,10 @@ from .methods import REGISTRY, Options, _gemlite_check, _torchao_check, _torchao
 from .report import sqnr_db
 
 MODES = {"ro": "reduce-overhead", "default": "default", "autotune": "max-autotune-no-cudagraphs", "eager": "eager",
-         "prefill": "prefill"}
+         "prefill": "prefill", "static": "default, static launcher"}
+# "static": default mode with inductor's own launcher for user kernels, asked for per compile (a user's
+# choice: tqk changes no inductor setting itself); Triton's Python launcher is what default mode pays per launch.
+STATIC_LAUNCH = {"static_launch_user_defined_triton_kernels": True}
 TORCHAO = {"torchao-int4": "int4wo", "torchao-int8": "int8wo", "torchao-fp8": "fp8dq"}
 DEFAULT_CONFIGS = ("bf16", "tqk-int4", "tqk-int8", "tqk-fp8", "gemlite-int4", *TORCHAO)
 
@@ -177,8 +183,8 @@ def _compiled_and_prompt(model, mode: str, batch: int, p: dict):
     the position tensor: what every run (and warm_config) starts from, so all compile the same graph."""
     dev = torch.device(p["device"])
     torch._dynamo.reset()
-    compiled = model if mode == "eager" else torch.compile(
-        model, fullgraph=True, **({} if mode == "default" else {"mode": MODES[mode]}))
+    kwargs = {"default": {}, "static": {"options": STATIC_LAUNCH}}.get(mode, {"mode": MODES.get(mode)})
+    compiled = model if mode == "eager" else torch.compile(model, fullgraph=True, **kwargs)
     g = torch.Generator(device="cpu").manual_seed(p["seed"] + 1)
     # prompt[i]: the batch's i-th tokens [B, 1], with the strides of argmax's output (another stride
     # is a guard failure: a recompile in the timed loop)
@@ -468,7 +474,7 @@ def _vs_bf16(rows: list[Row], ms) -> list[float]:
     return [base.get(r.batch, math.nan) / ms(r) if ms(r) > 0 else math.nan for r in rows]
 
 
-SHORT = {"ro": "ro", "default": "def", "autotune": "at", "eager": "eager", "prefill": "pre"}
+SHORT = {"ro": "ro", "default": "def", "autotune": "at", "eager": "eager", "prefill": "pre", "static": "sl"}
 
 
 def _columns(rows: list[Row], modes) -> list[tuple[str, str, str, list]]:
@@ -532,8 +538,10 @@ def add_args(p: argparse.ArgumentParser):
     p.add_argument("--n-layers", type=int, default=None, help="decoder layers (default 4 of the 8B's 32; tiny: 2)")
     p.add_argument("--batch-sizes", default="1,16")
     p.add_argument("--modes", default="ro,default",
-                   help="comma list of ro (reduce-overhead), default, autotune (max-autotune-no-cudagraphs), "
-                        "eager (no compile), prefill (one --prefill-token prefill); default %(default)s")
+                   help="comma list of ro (reduce-overhead), default, static (default with inductor's static "
+                        "launcher for user kernels, torch.compile(options=...)), autotune "
+                        "(max-autotune-no-cudagraphs), eager (no compile), prefill (one --prefill-token prefill); "
+                        "default %(default)s")
     p.add_argument("--prefill", type=int, default=None, help="prefill tokens (default 2048; tiny: 16)")
     p.add_argument("--acc-len", type=int, default=None,
                    help="teacher-forced prompt tokens: warm-up and accuracy (default 32; tiny: 4)")
