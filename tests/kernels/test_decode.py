@@ -57,6 +57,16 @@ def test_fp8_special_codes_decode_like_torch(element, fp8):
     assert torch.equal(got[inf], want[inf])
 
 
+def test_e8m0_scale_decode_every_code():
+    """MX's E8M0 scale, as the kernels decode it where they load it: 2**(code - 127) for every code,
+    the subnormal 2**-127 for code 0 and NaN for 0xFF, as torch.float8_e8m0fnu reads them."""
+    want = ALL_CODES.view(torch.float8_e8m0fnu).float()
+    got = _decode(ALL_CODES, "e8m0")
+    assert torch.isnan(got[255]) and torch.isnan(want[255])
+    assert got[0].item() == 2.0**-127
+    torch.testing.assert_close(got[:255], want[:255], rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("bits", range(1, 9))
 def test_uint_decode_every_code(bits):
     codes = torch.arange(1 << bits, dtype=torch.int32).to(torch.uint8)
