@@ -513,16 +513,14 @@ def weight_only_gemm_kernel(
                     xt = tl.load(x_ptrs + kk)
                 else:
                     xt = tl.load(x_ptrs + kk, mask=(kk + span < K)[:, None], other=0.0)
-                # a per-element scale takes decode_plane's gain (plane_gain, a power of two: exact), so the
-                # values need no multiply of their own and w is in range before its cast for the dot
-                vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2, table,
-                                    UNSCALED=PER_ELEMENT)
+                # (not UNSCALED: its gain folded into the scale overflows float32 for scales near its top)
+                vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2, table)
                 if PER_ELEMENT:
                     if GROUP_SIZE % BLOCK_K != 0:  # this plane's own group
                         offs_j = (kk // GROUP_SIZE) * N + rn_c
                         scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_j, _rows_and(mask_n, kk < K),
                                                   ZERO_MODE, ZERO_OFFSET, False, SCALE_FMT)
-                    w = vals * (scale * plane_gain(ELEMENT, BITS))[:, None] - zs[:, None]  # (q - z) * s, one FMA
+                    w = vals * scale[:, None] - zs[:, None]  # (q - z) * s as one FMA
                 elif ZERO_MODE == "offset":
                     w = vals
                 else:
