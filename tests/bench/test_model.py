@@ -197,3 +197,11 @@ def test_paired_bf16_is_timed_in_the_configs_own_process(tmp_path):
     cols = {name: vals for _, name, _, vals in mb._columns(rows, ["eager"])}
     assert cols["eager_x_paired_bf16"][1] == q.pair_ms["eager"] / q.wall_ms["eager"]
     assert math.isnan(cols["eager_x_paired_bf16"][0])
+
+
+def test_static_mode_is_for_tqk_and_its_bf16_reference():
+    """The static launcher changes how inductor launches user-defined Triton kernels: the peers skip it."""
+    from tqk.bench.model import config_modes
+    modes = ["ro", "default", "static"]
+    assert config_modes("tqk-int4", modes) == modes and config_modes("bf16", modes) == modes
+    assert config_modes("gemlite-int4", modes) == config_modes("torchao-fp8", modes) == ["ro", "default"]
