@@ -25,11 +25,10 @@ import torch
 import torch.nn.functional as F
 import triton
 
-from .configs import (CodebookWeightOnlyConfig, Float8DynamicActivationFloat8WeightConfig,
-                      Float8DynamicActivationInt4WeightConfig, Float8WeightOnlyConfig, FPXWeightOnlyConfig,
-                      Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig, Int8DynamicActivationIntxWeightConfig,
-                      Int8WeightOnlyConfig, MXWeightOnlyConfig, NVFP4WeightOnlyConfig, UIntxWeightOnlyConfig,
-                      quantize_weight)
+from .bench.methods import tqk_configs
+from .configs import (Float8DynamicActivationFloat8WeightConfig, Float8DynamicActivationInt4WeightConfig,
+                      Float8WeightOnlyConfig, Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig,
+                      Int8DynamicActivationIntxWeightConfig, Int8WeightOnlyConfig, quantize_weight)
 from .kernels import scaled_mm
 from .kernels.scaled_mm import ScaledConfig, launch_scaled_mm, scaled_heuristic, scaled_table_key
 from .kernels.tuning import KernelConfig, gpu_traits, heuristic, m_bucket, results_file, table_key
@@ -42,17 +41,10 @@ FORMATS = {
     "int4_g32": Int4WeightOnlyConfig(group_size=32),
     "int8": Int8WeightOnlyConfig(),
     "fp8": Float8WeightOnlyConfig(),
-    # the newer formats (issues 12, 13): tuned on request, --formats uint3_g128 mxfp4 ...
-    "uint3_g128": UIntxWeightOnlyConfig(bit_width=3, group_size=128),
-    "uint2_g64": UIntxWeightOnlyConfig(bit_width=2, group_size=64),
-    "fp6_e3m2": FPXWeightOnlyConfig(ebits=3, mbits=2),
-    "fp5_e2m2": FPXWeightOnlyConfig(ebits=2, mbits=2),
-    "codebook4": CodebookWeightOnlyConfig(dtype=torch.uint4),
-    "codebook8": CodebookWeightOnlyConfig(dtype=torch.uint8),
-    "mxfp4": MXWeightOnlyConfig(weight_dtype="fp4_e2m1"),
-    "mxfp6": MXWeightOnlyConfig(weight_dtype="fp6_e3m2"),
-    "mxfp8": MXWeightOnlyConfig(weight_dtype=torch.float8_e4m3fn),
-    "nvfp4": NVFP4WeightOnlyConfig(),
+    # the newer formats (issues 12, 13), tuned on request (--formats uint3 mxfp4 ...): the benchmark's configs
+    **{name[len("tqk-"):]: cfg for name, cfg in tqk_configs().items()
+       if name in ("tqk-uint3", "tqk-uint2", "tqk-fp6", "tqk-fp5", "tqk-codebook4", "tqk-codebook8", "tqk-mxfp4",
+                   "tqk-mxfp6", "tqk-mxfp8", "tqk-nvfp4")},
 }
 SCALED_FORMATS = {
     "int8dq": Int8DynamicActivationInt8WeightConfig(),

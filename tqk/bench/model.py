@@ -195,10 +195,15 @@ def _compiled_and_prompt(model, mode: str, batch: int, p: dict):
     return compiled, prompt, torch.zeros(1, dtype=torch.long, device=dev)
 
 
+def is_peer(config: str) -> bool:
+    """gemlite's or torchao's, not bf16 (the reference) or tqk's."""
+    return not (config == "bf16" or config.startswith("tqk-"))
+
+
 def config_modes(config: str, modes) -> list[str]:
     """The modes a config runs: "static" changes only how inductor launches user-defined Triton kernels
     (tqk's), so the peers skip it; bf16 runs it as the same-mode reference."""
-    return [m for m in modes if m != "static" or config == "bf16" or config.startswith("tqk-")]
+    return [m for m in modes if m != "static" or not is_peer(config)]
 
 
 def _cache_len(p: dict, first_batch: bool) -> int:
@@ -425,8 +430,7 @@ def warm(params: dict, configs, work: str, jobs: int, timeout: float, log=print)
 
     # the peers first: their compiles are the slowest (torchao's ran past 160 s), and a job that starts in
     # the second wave gets only what the first left of the timeout
-    jobs_list = [(n, b) for n in sorted(configs, key=lambda n: n == "bf16" or n.startswith("tqk-"))
-                 for b in params["batches"]]
+    jobs_list = [(n, b) for n in sorted(configs, key=lambda n: not is_peer(n)) for b in params["batches"]]
     # inductor's compile workers: a pool per child, cores / jobs each, not one of every core per child
     # (compile_threads is not part of the FX-graph cache key, so the timed runs still hit)
     threads = {"TORCHINDUCTOR_COMPILE_THREADS": str(max(1, (os.cpu_count() or 1) // min(jobs, len(jobs_list))))}
