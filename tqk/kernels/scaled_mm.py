@@ -273,7 +273,7 @@ def scaled_mm_kernel(
         _epilogue(acc, a_scale, w_scale_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m, mask_n, stride_om,
                   A_SCALE, W_SCALE, HAS_BIAS)
     else:
-        parts = part_ptr + rm_c[:, None].to(tl.int64) * N + rn_c[None, :]
+        parts = part_ptr + rm[:, None].to(tl.int64) * N + rn[None, :]  # as the output's, masked: shared addresses
         last, total = reduce_splits(acc, parts, stride_part, mask_m[:, None] & mask_n[None, :],
                                     count_ptr + pid_m * num_n + pid_n, tl.program_id(1), SPLIT_K)
         if last:

@@ -28,7 +28,7 @@ def reduce_splits(acc, parts, stride_split, mask, counter, split, SPLIT_K: tl.co
     tl.store(parts + split.to(tl.int64) * stride_split, acc, mask=mask)
     tl.debug_barrier()  # every thread's partial is stored before the count says so
     last = tl.atomic_add(counter, 1, sem="acq_rel") == SPLIT_K - 1
-    total = tl.zeros_like(acc)
+    total = tl.zeros(acc.shape, dtype=parts.dtype.element_ty)  # what the partials are stored as
     if last:
         for s in tl.static_range(SPLIT_K):  # a pointer step per split: offsets stay int32 however large M * N
             total += tl.load(parts, mask=mask, other=0, cache_modifier=".cg")

@@ -540,7 +540,7 @@ def weight_only_gemm_kernel(
     if SPLIT_K == 1:
         tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=mask)
     else:  # the tile's last split adds the partials and writes out
-        parts = part_ptr + rm_c[None, :].to(tl.int64) * N + rn_c[:, None]
+        parts = part_ptr + rm[None, :].to(tl.int64) * N + rn[:, None]  # as out_ptrs, masked: shared addresses
         last, total = reduce_splits(acc, parts, M * N, mask, count_ptr + pid_m * num_n + pid_n, pid_k, SPLIT_K)
         if last:
             tl.store(out_ptrs, total.to(out_ptr.dtype.element_ty), mask=mask)
