@@ -30,7 +30,7 @@ def reduce_splits(acc, parts, stride_split, mask, counter, split, SPLIT_K: tl.co
     last = tl.atomic_add(counter, 1, sem="acq_rel") == SPLIT_K - 1
     total = tl.zeros(acc.shape, dtype=parts.dtype.element_ty)  # what the partials are stored as
     if last:
-        for s in tl.static_range(SPLIT_K):  # a pointer step per split: offsets stay int32 however large M * N
+        for s in tl.static_range(SPLIT_K):  # a pointer step per split: no s * M * N to overflow int32
             total += tl.load(parts, mask=mask, other=0, cache_modifier=".cg")
             parts += stride_split
         tl.atomic_xchg(counter, 0, sem="relaxed")  # ready for the next call (a later launch on the stream)
