@@ -51,7 +51,9 @@ BLOCK_SCALED = {"mx": MX_BLOCK_SIZE, "nvfp4": NVFP4_BLOCK_SIZE}  # granularity -
 @dataclass(frozen=True)
 class ScaledLayout(Layout):
     """out = quantize(x) @ W_codes.T * scales: 8-bit activations (int8 or e4m3, quantized at run time
-    per tensor, row or 1x128 block, or with a static scale) times 8-bit or 4-bit weights."""
+    per tensor, row or 1x128 block, or with a static scale) times 8-bit or 4-bit weights; or both
+    operands OCP MX (act / weight: an element of tqk.quant.mx.MX_ELEMENTS, granularity "mx") or NVFP4
+    ("e2m1", granularity "nvfp4")."""
 
     act: str = "int8"
     weight: str = "int8"
