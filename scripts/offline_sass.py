@@ -78,12 +78,15 @@ def build_scaled(layout: ScaledLayout, block_m: int, block_n: int, num_warps: in
     """The activation-quantized GEMM for one ScaledLayout (a *MMA / *GMMA count shows the tensor cores);
     prologue: reading bf16 activations and quantizing them itself."""
     fmt, kernel = layout.scaled_format(), source(sm.scaled_mm_kernel)
-    codes = "*i8" if fmt.act == "int8" else "*u8"
-    pointers = {"a_ptr": "*bf16" if prologue else codes, "a_scale_ptr": "*fp32",
-                "w_ptr": "*i8" if fmt.weight == "int8" else "*u8", "w_scale_ptr": "*bf16", "w_zero_ptr": "*bf16",
+    codes = {"int8": "*i8", "f16": "*fp16"}.get(fmt.act, "*u8")
+    byte_scales = fmt.w_scale in ("e8m0", "e4m3")  # MX / NVFP4
+    pointers = {"a_ptr": "*bf16" if prologue else codes, "a_scale_ptr": "*u8" if fmt.a_scale == "e8m0" else "*fp32",
+                "w_ptr": "*i8" if fmt.weight == "int8" else "*u8", "w_scale_ptr": "*u8" if byte_scales else "*bf16",
+                "w_zero_ptr": "*fp32" if byte_scales else "*bf16",
                 "bias_ptr": "*bf16", "out_ptr": "*bf16", "part_ptr": "*fp32", "count_ptr": "*i32"}
     consts = dict(ACT=fmt.act, WEIGHT=fmt.weight, A_SCALE=fmt.a_scale, W_SCALE=fmt.w_scale, HAS_BIAS=True,
-                  QUANTIZE_A=prologue, DOT_F32=False, EVEN_K=True, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=fmt.group or 128, GROUP_M=8, SPLIT_K=split_k)
+                  QUANTIZE_A=prologue, DOT_F32=False, EVEN_K=True, BLOCK_M=block_m, BLOCK_N=block_n,
+                  BLOCK_K=fmt.group if fmt.k_steps else 128, GROUP_M=8, SPLIT_K=split_k)
     sig = {name: pointers.get(name, "constexpr" if name in consts else "i32") for name in kernel.arg_names}
     attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(kernel.arg_names)
              if sig[name] != "constexpr" and name != "M"}
@@ -157,6 +160,10 @@ def all_cases():
         f = layout.scaled_format()
         for bm, bn, warps, prologue, split in ((16, 64, 4, False, 1), (128, 128, 8, False, 1), (16, 64, 4, True, 1),
                                                (128, 128, 8, True, 1), (16, 64, 4, True, 4)):
+            if prologue and not layout.takes_prologue:  # MX / NVFP4: the codes path only
+                prologue = False
+                if split == 1:
+                    continue
             name = f"scaled{i}_{f.act}x{f.weight}_{f.a_scale}_{f.w_scale}{f.group or ''}_{bm}x{bn}" + \
                 ("_prologue" if prologue else "") + (f"_split{split}" if split > 1 else "")
             yield name, lambda: build_scaled(layout, bm, bn, warps, prologue, split)

@@ -38,6 +38,7 @@ from tqk.layouts.scaled import ScaledLayout
 
 PB = tqk.PerBlock
 BLOCK_PAIR = [PB((1, 128)), PB((128, 128))]
+FP4 = getattr(torch, "float4_e2m1fn_x2", "fp4_e2m1")
 # Static scales for MLP inputs ~N(0, 1) (|x| <= ~4): amax / qmax. The accuracy test calibrates
 # them on the model instead (static_for).
 CONFIGS = {
@@ -50,13 +51,19 @@ CONFIGS = {
     "fp8-static": tqk.Float8StaticActivationFloat8WeightConfig(scale=torch.tensor(4 / 448)),
     "w4a8-int8": tqk.Int8DynamicActivationIntxWeightConfig(),
     "w4a8-fp8": tqk.Float8DynamicActivationInt4WeightConfig(),
+    # block-scaled floats on both operands (tqk/configs/mx.py)
+    "mxfp8-rceil": tqk.MXDynamicActivationMXWeightConfig(),
+    "mxfp4-floor": tqk.MXDynamicActivationMXWeightConfig(activation_dtype=FP4, weight_dtype=FP4, scaling_mode="floor"),
+    "nvfp4-dynamic": tqk.NVFP4DynamicActivationNVFP4WeightConfig(),
 }
 NAMES = list(CONFIGS)
-FP8 = [name for name, c in CONFIGS.items() if "e4m3" in (c.layout().act, c.layout().weight)]
+# the configs whose GEMM takes fp8 dots: e4m3 operands, or MX (e2m1 moved into e4m3); NVFP4's are float16
+FP8 = [name for name, c in CONFIGS.items() if c.layout().scaled_format().act == "e4m3" or c.layout().weight == "e4m3"]
 # SQNR (dB) of the quantized MLP's output against the float model's, two layers: loose floors,
 # what each scheme costs with room to spare (measured: int8 37-39 with dynamic scales, 31-35
-# static; fp8 ~26; W4A8 ~20). A wrong scale, code or group is off by O(1): far below any floor.
-SQNR_FLOOR = {"int8": 30.0, "fp8": 20.0, "w4a8": 15.0}
+# static; fp8 ~26; W4A8 ~20; MXFP8 ~26, MXFP4 ~12.5, NVFP4 ~14.3). A wrong scale, code or group is off
+# by O(1): far below any floor.
+SQNR_FLOOR = {"int8": 30.0, "fp8": 20.0, "w4a8": 15.0, "mxfp8": 20.0, "mxfp4": 10.0, "nvfp4": 11.0}
 DTYPES = [pytest.param(torch.bfloat16, id="bf16"), pytest.param(torch.float32, id="fp32")]
 
 
@@ -146,7 +153,7 @@ def test_config_quantizes_mlp_close_to_float(name, dtype):
     assert_layer_exact(model[2], hidden, msg=f"{name} layer 2")
 
 
-@pytest.mark.parametrize("name", ["int8-row", "fp8-tensor", "fp8-block", "w4a8-fp8"])
+@pytest.mark.parametrize("name", ["int8-row", "fp8-tensor", "fp8-block", "w4a8-fp8", "mxfp4-floor", "nvfp4-dynamic"])
 def test_batched_and_empty_inputs(name):
     """A 3-D batch is the 2-D rows reshaped (per-row and per-block scales are per token); M = 0 is
     an empty output, no kernel."""
@@ -264,6 +271,22 @@ BAD_CONFIGS = [
      ValueError, r"weight_granularity must be PerGroup\(n\), got PerRow\(\)"),
     ("w4a8-int8-int8", lambda: tqk.Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8),
      TypeError, "weight_dtype must be torch.int4, got torch.int8"),
+    # block-scaled floats: the block size is the format's, the dtypes MX elements
+    ("mx-block-16", lambda: tqk.MXDynamicActivationMXWeightConfig(block_size=16), ValueError,
+     "MXDynamicActivationMXWeightConfig: block_size=16; OCP MX v1.0 blocks are 32 elements"),
+    ("mx-block-64", lambda: tqk.MXDynamicActivationMXWeightConfig(block_size=64), ValueError, "block_size=64"),
+    ("mx-act-int8", lambda: tqk.MXDynamicActivationMXWeightConfig(activation_dtype=torch.int8), TypeError,
+     r"activation_dtype must be one of \[.*got torch.int8"),
+    ("mx-weight-bf16", lambda: tqk.MXDynamicActivationMXWeightConfig(weight_dtype=torch.bfloat16), TypeError,
+     "weight_dtype must be one of"),
+    ("mx-scaling", lambda: tqk.MXDynamicActivationMXWeightConfig(scaling_mode="even"), ValueError,
+     r"scaling_mode must be one of \['floor', 'rceil'\], got 'even'"),
+    ("mx-kernel", lambda: tqk.MXDynamicActivationMXWeightConfig(kernel_preference="torch"), ValueError,
+     "kernel_preference must be 'auto'"),
+    ("nvfp4-step", lambda: tqk.NVFP4DynamicActivationNVFP4WeightConfig(step="prepare"), NotImplementedError,
+     "step='prepare'"),
+    ("nvfp4-dynamic-str", lambda: tqk.NVFP4DynamicActivationNVFP4WeightConfig(use_dynamic_per_tensor_scale="yes"),
+     TypeError, "use_dynamic_per_tensor_scale must be a bool"),
 ]
 BAD_SCALES = [pytest.param(torch.tensor(0.0), id="zero"), pytest.param(torch.tensor(-0.1), id="negative"),
               pytest.param(torch.tensor(float("inf")), id="inf"), pytest.param(torch.tensor(float("nan")), id="nan"),
@@ -303,6 +326,8 @@ def test_missing_static_scale(make):
     ("fp8-block", "in_features=200 is not a multiple of 128, which block scales of this config need"),
     ("w4a8-int8", "in_features=200 is not a multiple of 128, which group scales of this config need"),
     ("w4a8-fp8", "in_features=200 is not a multiple of 128, which group scales of this config need"),
+    ("mxfp8-rceil", "in_features=200 is not a multiple of the MX block size 32"),
+    ("nvfp4-dynamic", "in_features=200 is not a multiple of the NVFP4 block size 16"),
 ])
 def test_k_not_a_multiple_of_the_block_is_skipped_with_reason(name, reason):
     """Linear(200, 64) cannot take 1x128 / 128x128 blocks or groups of 128: left in float (still an
@@ -410,7 +435,7 @@ def test_nan_in_one_row_stays_in_that_row(name):
     clean[2] = 0
     with torch.no_grad():  # the other rows are what they are without the NaN row (row scales)
         ref = model(clean)
-    if CONFIGS[name].layout().act_granularity != "tensor":
+    if CONFIGS[name].layout().act_granularity not in ("tensor", "nvfp4"):  # (NVFP4: a tensor scale too)
         assert torch.equal(out[others], ref[others]), name
 
 

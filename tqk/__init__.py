@@ -17,7 +17,8 @@ from .configs import (CannotQuantize, CodebookWeightOnlyConfig, FPXWeightOnlyCon
                       Float8StaticActivationFloat8WeightConfig,
                       Float8WeightOnlyConfig, Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig,
                       Int8DynamicActivationIntxWeightConfig, Int8StaticActivationInt8WeightConfig,
-                      Int8WeightOnlyConfig, IntxWeightOnlyConfig, MXWeightOnlyConfig, NVFP4WeightOnlyConfig,
+                      Int8WeightOnlyConfig, IntxWeightOnlyConfig, MXDynamicActivationMXWeightConfig,
+                      MXWeightOnlyConfig, NVFP4DynamicActivationNVFP4WeightConfig, NVFP4WeightOnlyConfig,
                       QuantConfig, UIntXWeightOnlyConfig, UIntxWeightOnlyConfig, quantize_weight)
 from .quant.mx import ScaleCalculationMode  # noqa: E402
 from .quant import (MappingType, PerAxis, PerBlock, PerGroup, PerRow, PerTensor,  # noqa: E402
@@ -35,7 +36,8 @@ __all__ = [
     "Float8DynamicActivationFloat8WeightConfig", "Float8StaticActivationFloat8WeightConfig",
     "Float8DynamicActivationInt4WeightConfig", "Int8DynamicActivationIntxWeightConfig", "FPXWeightOnlyConfig",
     "IntxWeightOnlyConfig", "UIntxWeightOnlyConfig", "UIntXWeightOnlyConfig", "CodebookWeightOnlyConfig",
-    "MXWeightOnlyConfig", "NVFP4WeightOnlyConfig", "ScaleCalculationMode",
+    "MXWeightOnlyConfig", "NVFP4WeightOnlyConfig", "MXDynamicActivationMXWeightConfig",
+    "NVFP4DynamicActivationNVFP4WeightConfig", "ScaleCalculationMode",
     "MappingType", "PerTensor", "PerAxis", "PerRow", "PerGroup", "PerBlock",
     "choose_qparams_affine", "quantize_affine", "dequantize_affine",
 ]

@@ -154,25 +154,26 @@ def quantized_linear(x, packed, scales, zeros, bias, counters, fmt: WeightFormat
 # quantization (torch ops, which inductor fuses into the kernel before it) then the GEMM
 # ------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)  # eager calls rebuild it from the op's arguments: validate once
-def _scaled_layout(act, weight, act_granularity, weight_granularity, group_size, static_scale, symmetric, act_quant):
+def _scaled_layout(act, weight, act_granularity, weight_granularity, group_size, static_scale, symmetric, act_quant,
+                   scaling_mode):
     from .layouts.scaled import ScaledLayout
 
     return ScaledLayout(group_size=group_size, act=act, weight=weight, act_granularity=act_granularity,
                         weight_granularity=weight_granularity, static_scale=static_scale, symmetric=symmetric,
-                        act_quant=act_quant)
+                        act_quant=act_quant, scaling_mode=scaling_mode)
 
 
 def _scaled_linear(
     x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
     bias: Optional[torch.Tensor], counters: Optional[torch.Tensor], act: str, weight: str, act_granularity: str,
-    weight_granularity: str, group_size: int, static_scale: float, symmetric: bool, act_quant: str,
+    weight_granularity: str, group_size: int, static_scale: float, symmetric: bool, act_quant: str, scaling_mode: str,
     out_features: int, in_features: int,
 ) -> torch.Tensor:
     """out[..., N] = quantize(x)[..., K] @ W_codes.T * scales + bias (tqk/kernels/scaled_mm.py): the
     activation's scales (and, on the codes path, its codes) in torch ops, then the GEMM. counters: the
     layer's zeroed split-K slots, or None (functional as in weight_only_linear: left at zero)."""
     layout = _scaled_layout(act, weight, act_granularity, weight_granularity, group_size, static_scale, symmetric,
-                            act_quant)
+                            act_quant, scaling_mode)
     fmt = layout.scaled_format()
     x2d = x.reshape(-1, in_features)
     m = x2d.shape[0]
@@ -184,7 +185,9 @@ def _scaled_linear(
         a = x2d if x2d.stride(-1) == 1 else x2d.contiguous()
         a_scales = activation_scales(a, act, act_granularity, static_scale)
     else:
-        a, a_scales = quantize_activation(x2d, act, act_granularity, static_scale)
+        a, a_scales = quantize_activation(x2d, act, act_granularity, static_scale, scaling_mode)
+        if fmt.w_scale == "e4m3":  # NVFP4: the weight's tensor scale joins the activation's, once per output
+            a_scales = a_scales * zeros
     config = scaled_config(fmt, config_m, out_features, in_features, prologue, x.device)
     out = launch_scaled_mm(a, a_scales, packed, scales, zeros, bias, fmt, out_features, in_features, x.dtype,
                            config, prologue, interpreting(), counters=counters, wrap=_WRAP)
@@ -196,7 +199,7 @@ if interpreting():
 
     @scaled_linear.register_fake
     def _(x, packed, scales, zeros, bias, counters, act, weight, act_granularity, weight_granularity, group_size,
-          static_scale, symmetric, act_quant, out_features, in_features):
+          static_scale, symmetric, act_quant, scaling_mode, out_features, in_features):
         return x.new_empty(*x.shape[:-1], out_features)
 else:
     scaled_linear = torch.library.triton_op("tqk::scaled_linear", mutates_args=())(_scaled_linear)
@@ -217,7 +220,7 @@ def _scaled_backward(ctx, grad):
         grad_x = grad @ ctx.layout.dequantize(packed, scales, zeros, ctx.in_features, ctx.x_dtype)
     if ctx.has_bias and ctx.needs_input_grad[4]:
         grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0)
-    return (grad_x, None, None, None, grad_bias) + (None,) * 11
+    return (grad_x, None, None, None, grad_bias) + (None,) * 12
 
 
 scaled_linear.register_autograd(_scaled_backward, setup_context=_scaled_setup_context)
@@ -230,4 +233,4 @@ def scaled_linear_checked(x, packed, scales, zeros, bias, counters, layout, *, d
                         out_features=out_features)
     return scaled_linear(x, packed, scales, zeros, bias, counters, layout.act, layout.weight, layout.act_granularity,
                          layout.weight_granularity, layout.group_size, layout.static_scale, layout.symmetric,
-                         layout.act_quant, out_features, in_features)
+                         layout.act_quant, layout.scaling_mode, out_features, in_features)

@@ -761,6 +761,9 @@ def scaled_codes_reference(weight: QuantizedLinearWeight) -> torch.Tensor:
     layout = _scaled_layout_of(weight)
     n, k = weight.shape
     packed = weight.packed
+    if layout.weight == "e2m1":  # code c is nibble c % 2 (low first) of byte c // 2
+        c = torch.arange(k, device=packed.device)
+        return ((packed.to(torch.int32)[:, c // 2] >> (4 * (c % 2))) & 15).to(torch.uint8)
     if layout.weight != "int4":
         return packed.view(torch.uint8) if packed.dtype == torch.int8 else packed.clone()
     half = layout.group_size // 2
@@ -774,10 +777,20 @@ def scaled_weight_terms(weight: QuantizedLinearWeight):
     """float64 [N, K] each: (value of the code, zero point, scale) of every element, so that
     W = (value - zero) * scale. value: the signed int8, the e4m3 value (torch's decoding), or the
     4-bit code q; zero: the group's integer zero point (0 for 8-bit weights); scale: per row
-    scales [N], per 128x128 block [cdiv(N, 128), K // 128], or per group [K // G, N]."""
+    scales [N], per 128x128 block [cdiv(N, 128), K // 128], or per group [K // G, N]. MX / NVFP4:
+    the element's value (tqk.quant.mx.decode_elements) and its block's E8M0 scale, or e4m3 scale
+    times the float32 tensor scale."""
+    from .quant.mx import decode_e4m3, decode_e8m0, decode_elements
+
     layout = _scaled_layout_of(weight)
     n, k = weight.shape
     codes = scaled_codes_reference(weight)
+    if layout.block_scaled:
+        cols = torch.arange(k, device=codes.device) // layout.k_multiple()
+        scales = decode_e8m0(weight.scales) if layout.act_granularity == "mx" else \
+            decode_e4m3(weight.scales) * weight.zeros.double()
+        values = decode_elements(codes, layout.weight)
+        return values, torch.zeros_like(values), scales.t()[:, cols]
     if layout.weight == "int8":
         values = codes.view(torch.int8).double()
     elif layout.weight == "e4m3":
@@ -810,6 +823,8 @@ def random_scaled_weight(layout, n: int, k: int, dtype, seed: int, device="cpu")
     4-bit codes 0..15 with random integer zero points 0..15) and scales of random magnitude,
     chosen so |W| <~ 2: what the format can hold, beyond what the layout's quantizer writes."""
     g = torch.Generator().manual_seed(seed)
+    if layout.block_scaled:
+        return _random_block_scaled_weight(layout, n, k, dtype, g, device)
     if layout.weight == "int4":
         codes = torch.randint(0, 16, (n, k), generator=g).to(torch.uint8)
         scales = torch.exp2(torch.rand(k // layout.group_size, n, generator=g) * 4 - 8)
@@ -824,6 +839,25 @@ def random_scaled_weight(layout, n: int, k: int, dtype, seed: int, device="cpu")
         zeros = None
     return QuantizedLinearWeight(layout.pack(codes).to(device), scales.to(dtype).to(device), zeros, layout,
                                  (n, k), dtype)
+
+
+def _random_block_scaled_weight(layout, n: int, k: int, dtype, g: torch.Generator, device) -> QuantizedLinearWeight:
+    """MX / NVFP4: every finite element code; E8M0 scales putting the element's largest value within
+    [2**-6, 2] (MX), or e4m3 scales of 2**-10 .. 448 times a tensor scale of about 2 / 2688 (NVFP4)."""
+    from .quant.mx import MX_ELEMENTS, element_bits
+
+    element = layout.weight
+    allowed = valid_codes(element if element in _FP8 else "uint", element_bits(element))
+    codes = allowed[torch.randint(0, allowed.numel(), (n, k), generator=g)]
+    groups = k // layout.k_multiple()
+    if layout.act_granularity == "mx":
+        emax = MX_ELEMENTS[element][2]
+        scales = (127 - emax + torch.randint(-6, 2, (groups, n), generator=g)).to(torch.uint8)
+        zeros = None
+    else:
+        scales = torch.exp2(torch.rand(groups, n, generator=g) * 18.8 - 10).to(torch.float8_e4m3fn).view(torch.uint8)
+        zeros = (torch.exp2(torch.rand(1, generator=g) - 0.5) * 2 / 2688).float().to(device)
+    return QuantizedLinearWeight(layout.pack(codes).to(device), scales.to(device), zeros, layout, (n, k), dtype)
 
 
 def quantize_scaled(w: torch.Tensor, layout) -> QuantizedLinearWeight:
@@ -877,8 +911,8 @@ def reference_scaled_activation(x: torch.Tensor, layout) -> torch.Tensor:
     from .quant.activation import dequantize_activation, quantize_activation
 
     codes, scales = quantize_activation(x.detach().reshape(-1, x.shape[-1]), layout.act, layout.act_granularity,
-                                        layout.static_scale)
-    return dequantize_activation(codes, scales, layout.act)
+                                        layout.static_scale, layout.scaling_mode)
+    return dequantize_activation(codes, scales, layout.act, layout.act_granularity)
 
 
 def reference_scaled_linear(x: torch.Tensor, weight: QuantizedLinearWeight,
@@ -908,11 +942,12 @@ def scaled_linear_magnitude(x: torch.Tensor, weight: QuantizedLinearWeight,
 def scaled_float32_roundings(layout, k: int) -> int:
     """How many float32 roundings (each u32 relative to the magnitude) a correct GEMM may make per
     output: int8 activations accumulate exactly (int32; exact float32 sums of integers in the
-    interpreter), then a float32 roundings per K step whose scale changes along K (blocks, groups),
-    plus the epilogue (scales, bias); e4m3 products are exact but their float32 sum rounds K times."""
+    interpreter), then a float32 roundings per K step whose scale changes along K (blocks, groups;
+    MX: two scales and the add), plus the epilogue (scales, bias); e4m3 (and MX, NVFP4's float16)
+    products are exact but their float32 sum rounds K times."""
     fmt = layout.scaled_format()
-    steps = k // fmt.group if fmt.group else 0
-    return 8 + 2 * steps + (k if layout.act == "e4m3" else 0)
+    steps = k // fmt.group if fmt.k_steps else 0
+    return 8 + (3 if fmt.a_scale == "e8m0" else 2) * steps + (k if layout.act != "int8" else 0)
 
 
 def assert_close_to_scaled_reference(out: torch.Tensor, x: torch.Tensor, weight: QuantizedLinearWeight,

@@ -53,6 +53,9 @@ SCALED_FORMATS = {
     "fp8dq-block": Float8DynamicActivationFloat8WeightConfig(granularity=[PerBlock((1, 128)), PerBlock((128, 128))]),
     "w4a8-int8": Int8DynamicActivationIntxWeightConfig(),
     "w4a8-fp8": Float8DynamicActivationInt4WeightConfig(),
+    # block-scaled floats on both operands: the benchmark's own configs (tqk-mxfp8dq, ...)
+    **{name[len("tqk-"):]: cfg for name, cfg in tqk_configs().items() if name in
+       ("tqk-mxfp8dq", "tqk-mxfp4dq", "tqk-nvfp4dq")},
 }
 LLAMA3_8B = ["6144x4096", "4096x4096", "28672x4096", "4096x14336"]
 
@@ -90,7 +93,7 @@ def candidates(m: int, biased: bool = False) -> list[KernelConfig]:
 def scaled_candidates(fmt, m: int) -> list[ScaledConfig]:
     """The scaled GEMM's search space for M (bucketed). BLOCK_K: the scale step where scales change
     along K (the group, the 128 block), else 128 (and 256 for small M, which streams the weight)."""
-    steps = [fmt.group] if fmt.group else [128, 256]
+    steps = [fmt.group] if fmt.k_steps else [128, 256]
     if m <= 64:  # memory-bound: narrow tiles or K split over programs to use every SM
         bm = max(16, 1 << (m - 1).bit_length())
         return [ScaledConfig(bm, bn, bk, num_warps=4, num_stages=4, split_k=sk)
@@ -175,12 +178,16 @@ def tune_scaled(args, device, table, bench, bf16_time) -> list:
             weights = weight_copies(qw, qw.packed_nbytes, interpreted)
             for m in args.m:
                 auto = scaled_mm.quantize_in_prologue("auto", fmt.a_scale, m)
-                for quantize_a in ((auto,) if args.act_quant == "auto" else (True, False)):
+                paths = (auto,) if args.act_quant == "auto" or not layout.takes_prologue else (True, False)
+                for quantize_a in paths:
                     x = xs[m]
                     if quantize_a:
                         a, a_scales = x, activation_scales(x, layout.act, layout.act_granularity, layout.static_scale)
                     else:
-                        a, a_scales = quantize_activation(x, layout.act, layout.act_granularity, layout.static_scale)
+                        a, a_scales = quantize_activation(x, layout.act, layout.act_granularity, layout.static_scale,
+                                                          layout.scaling_mode)
+                        if fmt.w_scale == "e4m3":  # NVFP4: the weight's tensor scale, as tqk.ops folds it in
+                            a_scales = a_scales * qw.zeros
                     cands = with_heuristic(scaled_candidates(fmt, m), scaled_heuristic(fmt, m, n, k))
 
                     def launch(cfg, qw, a, warmup=False, a_scales=a_scales, quantize_a=quantize_a):

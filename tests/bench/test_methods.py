@@ -23,10 +23,12 @@ def test_registry_names():
             "gemlite-A16W8_FP8", "gemlite-A8W8_INT8", "gemlite-A8W8_FP8", "torchao-int8wo",
             "torchao-int4wo", "torchao-fp8dq", "tqk-mxfp4", "tqk-mxfp6", "tqk-mxfp8", "tqk-nvfp4",
             "gemlite-A16W4_MXFP", "gemlite-A16W8_MXFP", "gemlite-A16W4_NVFP", "gemlite-A8W8_MXFP_dynamic",
-            "torchao-nvfp4wo", "torchao-mxfp8-emulated", "torchao-mxfp4-emulated"} <= names
+            "torchao-nvfp4wo", "torchao-mxfp8-emulated", "torchao-mxfp4-emulated", "tqk-mxfp8dq", "tqk-mxfp4dq",
+            "tqk-nvfp4dq"} <= names
     assert M.REGISTRY["bf16"].family == "baseline"
     assert all(m.family == "tqk" for n, m in M.REGISTRY.items() if n.startswith("tqk"))
     assert M.REGISTRY["torch-scaled_mm-fp8"].dynamic_act and M.REGISTRY["gemlite-A8W8_FP8"].dynamic_act
+    assert all(M.REGISTRY[n].dynamic_act for n in ("tqk-mxfp8dq", "tqk-mxfp4dq", "tqk-nvfp4dq"))
 
 
 def test_missing_package_skips_cleanly():
@@ -130,7 +132,8 @@ def test_tqk_methods_through_interpreter():
     w, x = _wx(64, 128, 2)
     ref = F.linear(x, w)
     for name, floor in (("tqk-int4", 15.0), ("tqk-int8", 30.0), ("tqk-fp8", 20.0), ("tqk-mxfp4", 15.0),
-                        ("tqk-mxfp8", 25.0), ("tqk-nvfp4", 15.0)):
+                        ("tqk-mxfp8", 25.0), ("tqk-nvfp4", 15.0), ("tqk-mxfp8dq", 25.0), ("tqk-mxfp4dq", 12.0),
+                        ("tqk-nvfp4dq", 14.0)):
         prep = M.REGISTRY[name].factory(w, None, M.Options())
         out = prep.fn(x)
         assert out.shape == ref.shape

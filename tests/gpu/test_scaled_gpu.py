@@ -63,13 +63,16 @@ def test_at_most_two_kernels_per_linear_under_compile(name, m):
     and per block the GEMM quantizes in its prologue at these M, per tensor taking the largest
     finite row scale itself): nothing else per layer, no separate cast, global amax, memset (split-K
     counters are the layer's) or copy. On the H200 the row and static configs passed on the codes
-    path (run A) and the tensor and block ones on the prologue (run C), docs/bench/h200-2026-12-02-s9."""
+    path (run A) and the tensor and block ones on the prologue (run C), docs/bench/h200-2026-12-02-s9.
+    MX takes the codes path (its block amax and encode: one kernel); NVFP4's dynamic tensor scale is a
+    global amax before the blocks' encode, a kernel more (not yet run on a GPU)."""
     _needs_fp8(name)
     model = quantized_mlp(DIMS, CONFIGS[name], DT, CUDA)
     kernels = compiled_call_kernels(model, torch.randn(m, DIMS[0], dtype=DT, device=CUDA))
     gemms = [k for k in kernels if "scaled_mm" in k]
     assert len(gemms) == LINEARS, kernels
-    assert len(kernels) <= 2 * LINEARS, kernels
+    per_linear = 3 if CONFIGS[name].layout().act_granularity == "nvfp4" else 2
+    assert len(kernels) <= per_linear * LINEARS, kernels
     assert graph_breaks() == {}
 
 
@@ -126,6 +129,8 @@ def test_forced_activation_paths_against_float64_reference(name, m):
     import dataclasses
 
     _needs_fp8(name)
+    if not CONFIGS[name].layout().takes_prologue:
+        pytest.skip("MX / NVFP4 activations are quantized by torch ops only (the codes path)")
     n, k = LLAMA3_8B["qo"]
     torch.manual_seed(m + 1)
     lin = nn.Linear(k, n, dtype=DT, device=CUDA)

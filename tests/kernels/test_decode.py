@@ -8,10 +8,11 @@ import triton.language as tl
 
 import tqk  # noqa: F401  (TRITON_INTERPRET=1 on CPU, before the kernels below are defined)
 from tqk import testing as T
-from tqk.kernels.decode import (biased_pos, decode_codes, decode_plane, decode_plane_biased, is_dense, load_slices,
-                                plane_bias, unpack_plane, unpack_planes, words_per_block)
+from tqk.kernels.decode import (biased_pos, decode_codes, decode_plane, decode_plane_biased, fpx_as_e4m3, is_dense,
+                                load_slices, plane_bias, unpack_plane, unpack_planes, words_per_block)
 from tqk.kernels.weight_only import ptx_ok
 from tqk.layouts.packing import codes_per_word, pack_planes
+from tqk.quant.fpx import fpx_values
 
 DEVICE = T.default_device()
 INTERPRETED = DEVICE.type == "cpu"
@@ -55,6 +56,25 @@ def test_fp8_special_codes_decode_like_torch(element, fp8):
     assert torch.equal(torch.isnan(got), torch.isnan(want))
     inf = torch.isinf(want)
     assert torch.equal(got[inf], want[inf])
+
+
+@triton.jit
+def _as_e4m3_kernel(codes_ptr, out_ptr, EBITS: tl.constexpr, MBITS: tl.constexpr, BLOCK: tl.constexpr):
+    i = tl.arange(0, BLOCK)
+    tl.store(out_ptr + i, fpx_as_e4m3(tl.load(codes_ptr + i), EBITS, MBITS))
+
+
+@pytest.mark.parametrize("ebits,mbits", [(2, 1), (3, 2), (2, 3)], ids=["e2m1", "e3m2", "e2m3"])
+def test_small_floats_as_e4m3_bits_every_code(ebits, mbits):
+    """fpx_as_e4m3 (the scaled GEMM's MXFP4 / MXFP6 weights on fp8 tensor cores): every code's e4m3 bits
+    are torch's e4m3 of the code's value (from the formula), signed zeros included, bit for bit."""
+    bits = 1 + ebits + mbits
+    codes = torch.arange(1 << bits, dtype=torch.int32)
+    out = torch.empty_like(codes, device=DEVICE)
+    _as_e4m3_kernel[(1,)](codes.to(DEVICE), out, EBITS=ebits, MBITS=mbits, BLOCK=1 << bits)
+    want = fpx_values(ebits, mbits).float()
+    want = torch.where(codes >> (ebits + mbits) == 1, -want.abs(), want)  # -0.0 for the negative zero code
+    assert torch.equal(out.cpu(), want.to(torch.float8_e4m3fn).view(torch.uint8).to(torch.int32))
 
 
 def test_e8m0_scale_decode_every_code():

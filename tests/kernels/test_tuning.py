@@ -209,7 +209,7 @@ def test_scaled_heuristic_and_candidates_are_runnable(m):
             for cfg in scaled_candidates(fmt, m) + [sm.scaled_heuristic(fmt, m, n, k)]:
                 assert min(cfg.block_m, cfg.block_n, cfg.block_k) >= 16 and cfg.block_m >= min(m, 16)
                 assert {cfg.block_m, cfg.block_n, cfg.block_k} <= POW2 | {256}
-                assert cfg.block_k == fmt.group if fmt.group else cfg.block_k in (128, 256)
+                assert cfg.block_k == fmt.group if fmt.k_steps else cfg.block_k in (128, 256)
                 assert cfg.split_k == 1 or m <= sm.PROLOGUE_MAX_M
 
 
@@ -238,3 +238,29 @@ def test_tune_scaled_writes_entries_the_selection_reads(clear_tuning_caches):
         for prologue in (True, False):
             entry = table["configs"][table_key(sm.scaled_table_key(fmt, prologue), 48, 256, 1)]
             assert sm.ScaledConfig(**entry) in tune.scaled_candidates(fmt, 1) + [sm.scaled_heuristic(fmt, 1, 48, 256)]
+
+
+def test_tune_scaled_block_scaled_formats_take_the_codes_path(clear_tuning_caches):
+    """MX and NVFP4 (activations quantized by torch ops only): one entry per format and M, the codes path's,
+    even when both paths are asked for; the tile a candidate (BLOCK_K 32 for MX, 128 or 256 for NVFP4)."""
+    import argparse
+
+    import tqk.tune as tune
+    from tqk.kernels import scaled_mm as sm
+
+    args = argparse.Namespace(shapes=["48x256"], m=[1], formats=["mxfp4dq", "nvfp4dq"], act_quant="both", jobs=1)
+    table = {"configs": {}}
+    args.write = lambda t: None
+
+    def bench(calls, x, settle_s=0.1):
+        for call in calls:
+            assert call(x).shape == (x.shape[0], 48)
+        return 1.0
+
+    rows = tune.tune_scaled(args, torch.device("cpu"), table, bench, lambda w, x: 1.0)
+    assert [(r[0], r[1]) for r in rows] == [("mxfp4dq", "codes"), ("nvfp4dq", "codes")]
+    for fname in args.formats:
+        fmt = tune.SCALED_FORMATS[fname].layout().scaled_format()
+        entry = sm.ScaledConfig(**table["configs"][table_key(sm.scaled_table_key(fmt, False), 48, 256, 1)])
+        assert entry in tune.scaled_candidates(fmt, 1) + [sm.scaled_heuristic(fmt, 1, 48, 256)]
+        assert entry.block_k == 32 if fmt.k_steps else entry.block_k in (128, 256)

@@ -32,12 +32,18 @@ CHEAP = settings(max_examples=max(5, settings.default.max_examples * 3 // 4))
 KERNEL = settings(max_examples=max(4, settings.default.max_examples * 2 // 3))
 FEW = settings(max_examples=max(2, settings.default.max_examples // 4))
 QMAX = {"int8": 127.0, "e4m3": 448.0}
+FP4 = getattr(torch, "float4_e2m1fn_x2", "fp4_e2m1")
 INT8_INT8 = [ex for ex in EXAMPLES if ex.act == "int8" and ex.weight == "int8"]
+# 8-bit and W4A8 grids; block-scaled floats (MX, NVFP4) have their encodes tested in tests/quant/test_mx.py
+INTEGER_GRIDS = [ex for ex in EXAMPLES if not ex.block_scaled]
+PROLOGUE = [ex for ex in EXAMPLES if ex.takes_prologue]
+NIBBLES = [ex for ex in EXAMPLES if ex.weight in ("int4", "e2m1")]  # two codes a byte
+CODE_RANGE = {"int4": 16, "e2m1": 16, "e3m2": 64, "e2m3": 64}  # else every byte
 
 
 def _random_codes(layout, n, k, gen):
     """Any uint8 code the layout stores: every byte for 8-bit weights, 0..15 for 4-bit ones."""
-    top = 16 if layout.weight == "int4" else 256
+    top = CODE_RANGE.get(layout.weight, 256)
     return torch.randint(0, top, (n, k), generator=gen, dtype=torch.int32).to(torch.uint8)
 
 
@@ -75,7 +81,7 @@ def test_pack_unpack_bit_exact(layout, n, units, seed):
     k = _k_for(layout, units)
     codes = _random_codes(layout, n, k, torch.Generator().manual_seed(seed))
     packed = layout.pack(codes)
-    if layout.weight == "int4":
+    if layout in NIBBLES:
         assert packed.dtype == torch.uint8 and packed.shape == (n, k // 2)
     else:
         assert packed.dtype == (torch.int8 if layout.weight == "int8" else torch.uint8)
@@ -85,8 +91,7 @@ def test_pack_unpack_bit_exact(layout, n, units, seed):
     assert torch.equal(T.scaled_codes_reference(qw), codes)
 
 
-@pytest.mark.parametrize("layout", [ex for ex in EXAMPLES if ex.weight == "int4"],
-                         ids=[repr(ex) for ex in EXAMPLES if ex.weight == "int4"])
+@pytest.mark.parametrize("layout", NIBBLES, ids=[repr(ex) for ex in NIBBLES])
 def test_pack_rejects_codes_that_do_not_fit(layout):
     codes = torch.zeros(2, layout.k_multiple(), dtype=torch.uint8)
     codes[1, 5] = 16
@@ -101,7 +106,8 @@ def test_pack_rejects_codes_that_do_not_fit(layout):
 def test_dequantize_matches_formula(layout, n, units, dtype, dist, seed):
     """(value - zero) * scale, with the scale read per row, per 128x128 block (N up to 140
     crosses a block) or per group: exact in float64 (8-bit values times 16-bit scales), and
-    rounded once to the model dtype."""
+    rounded once to the model dtype. MX / NVFP4: element times E8M0, or e4m3 times the tensor scale,
+    with the scales as bytes [K / block, N]."""
     k = _k_for(layout, units)
     qw = _weight_for(layout, n, k, dtype, dist, seed)
     exact = T.scaled_dequantize_reference(qw)
@@ -113,6 +119,11 @@ def test_dequantize_matches_formula(layout, n, units, dtype, dist, seed):
     assert got.dtype == dtype and torch.equal(got, exact.to(dtype))
     assert torch.equal(qw.codes(), T.scaled_codes_reference(qw))
     # stored as documented: scales in the model dtype; 4-bit zero points integers in [0, 15]
+    if layout.block_scaled:
+        assert qw.scales.dtype == torch.uint8 and qw.scales.shape == (k // layout.k_multiple(), n)
+        tensor_scale = qw.zeros  # NVFP4 only: float32 [1]
+        assert tensor_scale is None if layout.act_granularity == "mx" else tensor_scale.dtype == torch.float32
+        return
     assert qw.scales.dtype == dtype
     if layout.weight == "int4":
         assert qw.scales.shape == qw.zeros.shape == (k // layout.group_size, n)
@@ -145,7 +156,7 @@ def _rounding_excess(target, got, kind, lo, hi):
     return (got - target).abs() - allowed, dist
 
 
-@pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
+@pytest.mark.parametrize("layout", INTEGER_GRIDS, ids=[repr(ex) for ex in INTEGER_GRIDS])
 @CHEAP
 @given(n=st.integers(1, 140), units=st.integers(1, 3), dtype=DTYPES, dist=st.sampled_from(T.DISTRIBUTIONS),
        seed=SEEDS)
@@ -178,7 +189,7 @@ def test_quantize_error_within_half_a_step(layout, n, units, dtype, dist, seed):
 # ------------------------------------------------------------------------------------------
 # Activations (the quantizer inside tqk::scaled_linear): what the references rely on
 # ------------------------------------------------------------------------------------------
-ACT_KINDS = sorted({(ex.act, ex.act_granularity, ex.static_scale) for ex in EXAMPLES})
+ACT_KINDS = sorted({(ex.act, ex.act_granularity, ex.static_scale) for ex in INTEGER_GRIDS})
 
 
 @pytest.mark.parametrize("kind,granularity,static_scale", ACT_KINDS, ids=[f"{a}-{g}" for a, g, _ in ACT_KINDS])
@@ -342,7 +353,7 @@ def _mixed_rows(m, k, dtype, seed):
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # numpy's Inf * 0 (interpreter)
-@pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
+@pytest.mark.parametrize("layout", PROLOGUE, ids=[repr(ex) for ex in PROLOGUE])
 def test_prologue_and_codes_paths_agree_and_match_reference(layout):
     """ScaledLayout.act_quant forces either path (tqk.kernels.scaled_mm.quantize_in_prologue): the
     float activation quantized tile by tile in the GEMM's prologue (per tensor: each program takes
@@ -384,8 +395,8 @@ def test_split_k_matches_reference_and_leaves_counters_at_zero(layout, monkeypat
     """Split-K (a tuned choice for small M): K split over programs, the last program of each tile to
     arrive adds the partials in order and runs the epilogue, leaving its counter at zero. int8 x int8
     with row scales adds int32 partials: the unsplit result bit for bit; the others within the float64
-    reference's bound. M = 33 has three row tiles; both activation paths; with the caller's counters
-    and without (then zeroed for the call)."""
+    reference's bound. M = 33 has three row tiles; both activation paths (MX / NVFP4: the codes); with the
+    caller's counters and without (then zeroed for the call)."""
     import tqk.ops
     from tqk.kernels.scaled_mm import ScaledConfig
 
@@ -399,7 +410,7 @@ def test_split_k_matches_reference_and_leaves_counters_at_zero(layout, monkeypat
     chosen = {}
     monkeypatch.setattr(tqk.ops, "scaled_config", lambda *args: chosen["config"])
     exact = layout.act == "int8" and fmt.a_scale != "block" and fmt.w_scale == "row"
-    for m, act_quant in ((1, "prologue"), (33, "codes")):
+    for m, act_quant in ((1, "prologue" if layout.takes_prologue else "codes"), (33, "codes")):
         x = _mixed_rows(m, k, dtype, m)
         w = _forced(qw, act_quant)
         chosen["config"] = ScaledConfig(16, 32, block_k, num_stages=1)
@@ -440,6 +451,13 @@ SQNR_FLOORS = [
         granularity=[tqk.PerBlock((1, 128)), tqk.PerBlock((128, 128))]), 28.0),
     ("w4a8-int8", lambda: tqk.Int8DynamicActivationIntxWeightConfig(), 19.5),
     ("w4a8-fp8", lambda: tqk.Float8DynamicActivationInt4WeightConfig(), 18.0),
+    # issue 13's floors (round-to-nearest simulations give 0.5 dB more)
+    ("mxfp8", lambda: tqk.MXDynamicActivationMXWeightConfig(), 27.0),
+    ("mxfp8-floor", lambda: tqk.MXDynamicActivationMXWeightConfig(scaling_mode="floor"), 27.0),
+    ("mxfp4", lambda: tqk.MXDynamicActivationMXWeightConfig(activation_dtype=FP4, weight_dtype=FP4), 15.3),
+    ("mxfp4-floor", lambda: tqk.MXDynamicActivationMXWeightConfig(activation_dtype=FP4, weight_dtype=FP4,
+                                                                  scaling_mode="floor"), 15.3),
+    ("nvfp4", lambda: tqk.NVFP4DynamicActivationNVFP4WeightConfig(), 16.9),
 ]
 
 
@@ -463,6 +481,18 @@ def test_sqnr_floor(config, floor):
     (dict(act_granularity="block", weight="int4", weight_granularity="group", group_size=64), "group_size=128"),
     (dict(act_granularity="block", weight="int4", weight_granularity="group", group_size=256), "group_size=128"),
     (dict(act="e4m3", weight="e4m3", group_size=64), "group_size is for 4-bit weights"),
+    (dict(act="e4m3", weight="e4m3", act_granularity="mx", weight_granularity="row"), "same granularity"),
+    (dict(act="int8", weight="e4m3", act_granularity="mx", weight_granularity="mx"), "MX activations take"),
+    (dict(act="e2m1", weight="int8", act_granularity="row"), "MX / NVFP4's"),
+    (dict(act="e4m3", weight="e2m1", act_granularity="nvfp4", weight_granularity="nvfp4"), "e2m1 on both"),
+    (dict(act="e4m3", weight="e4m3", act_granularity="mx", weight_granularity="mx", group_size=32),
+     "group_size is for 4-bit weights"),
+    (dict(act="e4m3", weight="e4m3", act_granularity="mx", weight_granularity="mx", act_quant="prologue"),
+     "quantized by torch ops"),
+    (dict(act="e4m3", weight="e4m3", act_granularity="mx", weight_granularity="mx", scaling_mode="even"),
+     "scaling_mode"),
+    (dict(act="e2m1", weight="e2m1", act_granularity="nvfp4", weight_granularity="nvfp4", static_scale=-1.0),
+     "static_scale"),
 ])
 def test_layouts_the_gemm_cannot_run_are_refused(kwargs, match):
     """1x128 activation scales are read once per K step, which is the 4-bit group: only a group of

@@ -188,3 +188,76 @@ def test_bad_input_names_the_problem():
         mx.quantize_nvfp4(torch.zeros(1, 40))
     with pytest.raises(ValueError):
         mx.e8m0_scale(torch.ones(1), "e2m1", mode="even")
+
+
+# --- the run-time activation quantizers (tqk/quant/activation.py: float32 torch ops) --------------------
+def _hard_activations(dtype) -> torch.Tensor:
+    """[24, 128] in `dtype`: magnitudes over many binades, a zero block, NaN and Inf blocks, exact ties
+    (multiples of half an e2m1 / e3m2 / e2m3 step on blocks whose amax is a power of two), and for float32
+    a subnormal row and one near float32's largest value."""
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(24, 128, generator=g) * torch.exp2(torch.randint(-12, 12, (24, 1), generator=g).float())
+    x[1, :32] = 0
+    x[2, 40] = math.nan
+    x[3, 100] = math.inf
+    ties = torch.randint(-64, 65, (4, 128), generator=g).float() / 16  # multiples of 2**-4 in [-4, 4]
+    ties[:, ::32] = 4.0  # amax 4 in every block
+    x[4:8] = ties
+    if dtype == torch.float32:
+        x[8] = torch.randn(128, generator=g) * 2.0**-140
+        x[9] = torch.randn(128, generator=g).clamp(-3, 3) * 2.0**125
+    return x.to(dtype)
+
+
+@pytest.mark.parametrize("mode", ["floor", "rceil"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize("element", ELEMENTS)
+def test_mx_activation_quantizer_is_quantize_mx(element, dtype, mode):
+    """The run-time MX quantizer writes quantize_mx's scales and element values exactly (dividing by a
+    power of two is exact in float32), NaN and Inf blocks as the NaN scale, every element in the GEMM's
+    operand bytes (e5m2 bits for e5m2, else e4m3 bits)."""
+    from tqk.quant.activation import dequantize_activation, quantize_mx_activation
+
+    x = _hard_activations(dtype)
+    codes, scales = quantize_mx_activation(x, element, mode)
+    want_codes, want_scales = mx.quantize_mx(x, element, mode=mode)
+    assert codes.dtype == scales.dtype == torch.uint8 and codes.shape == x.shape and scales.shape == (24, 4)
+    assert torch.equal(scales, want_scales)
+    got = dequantize_activation(codes, scales, element, "mx")
+    want = mx.dequantize_mx(want_codes, want_scales, element)
+    assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.nan_to_num(), want.nan_to_num())
+    operand = codes.view(torch.float8_e5m2 if element == "e5m2" else torch.float8_e4m3fn)
+    assert bool(torch.isfinite(operand.float()).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize("fixed", [0.0, 1.0], ids=["dynamic", "fixed"])
+def test_nvfp4_activation_quantizer_is_quantize_nvfp4(dtype, fixed):
+    """float16 values e2m1 * e4m3 block scale and a float32 scale per row: on the finite rows, quantize_nvfp4's
+    values but where float32's x / (block scale * tensor scale) lies within 2**-21 of a rounding boundary
+    (float64 there); a NaN or Inf row's scale is non-finite, and no other row's."""
+    from tqk.quant.activation import dequantize_activation, quantize_nvfp4_activation
+
+    x = _hard_activations(dtype)
+    values, rows = quantize_nvfp4_activation(x, fixed)
+    assert values.dtype == torch.float16 and rows.dtype == torch.float32 and rows.shape == (24,)
+    finite = torch.isfinite(x.float()).all(-1)
+    assert torch.equal(torch.isfinite(rows), finite)
+    xf = x.float()[finite]
+    codes, scales, ts = mx.quantize_nvfp4(xf, tensor_scale=None if fixed == 0.0 else torch.ones(1))
+    assert bool((rows[finite] == float(ts)).all())
+    got = dequantize_activation(values, rows, "e2m1", "nvfp4")[finite]
+    want = mx.dequantize_nvfp4(codes, scales, ts)
+    total = (mx.decode_e4m3(scales) * ts.double()).repeat_interleave(16, -1)
+    u = torch.where(total > 0, xf.double() / total, 0.0).abs().clamp(max=6.0)
+    mids = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0], dtype=torch.float64)
+    near_tie = ((u[..., None] - mids).abs() <= 2.0**-21 * mids).any(-1)
+    assert torch.equal(got[~near_tie], want[~near_tie])
+    assert float(near_tie.float().mean()) < 0.05  # (mostly the rows of exact ties)
+
+
+def test_nvfp4_activation_quantizer_zero_tensor():
+    from tqk.quant.activation import quantize_nvfp4_activation
+
+    values, rows = quantize_nvfp4_activation(torch.zeros(3, 32, dtype=torch.bfloat16))
+    assert bool((values == 0).all()) and rows.tolist() == [1.0, 1.0, 1.0]

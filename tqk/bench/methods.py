@@ -202,6 +202,9 @@ def _bf16(w, b, opts):
 
 
 # ----------------------------------------------------------------------------- tqk
+_FP4 = getattr(torch, "float4_e2m1fn_x2", "fp4_e2m1")  # torchao's spelling where torch has the dtype
+
+
 def tqk_configs() -> dict:
     """name -> tqk config object for every tqk weight-only config; {} if tqk's API is missing."""
     try:
@@ -218,7 +221,7 @@ def tqk_configs() -> dict:
             "tqk-codebook4": tqk.CodebookWeightOnlyConfig(dtype=torch.uint4),
             "tqk-codebook8": tqk.CodebookWeightOnlyConfig(dtype=torch.uint8),
             # block-scaled floats (OCP MX, NVFP4), weight-only
-            "tqk-mxfp4": tqk.MXWeightOnlyConfig(weight_dtype=getattr(torch, "float4_e2m1fn_x2", "fp4_e2m1")),
+            "tqk-mxfp4": tqk.MXWeightOnlyConfig(weight_dtype=_FP4),
             "tqk-mxfp6": tqk.MXWeightOnlyConfig(weight_dtype="fp6_e3m2"),
             "tqk-mxfp8": tqk.MXWeightOnlyConfig(weight_dtype=torch.float8_e4m3fn),
             "tqk-nvfp4": tqk.NVFP4WeightOnlyConfig(),
@@ -230,6 +233,10 @@ def tqk_configs() -> dict:
                 granularity=[tqk.PerBlock((1, 128)), tqk.PerBlock((128, 128))]),
             "tqk-w4a8-int8": tqk.Int8DynamicActivationIntxWeightConfig(),
             "tqk-w4a8-fp8": tqk.Float8DynamicActivationInt4WeightConfig(),
+            # block-scaled floats on both operands (MX: fp8 dots per block of 32; NVFP4: float16 dots)
+            "tqk-mxfp8dq": tqk.MXDynamicActivationMXWeightConfig(),
+            "tqk-mxfp4dq": tqk.MXDynamicActivationMXWeightConfig(activation_dtype=_FP4, weight_dtype=_FP4),
+            "tqk-nvfp4dq": tqk.NVFP4DynamicActivationNVFP4WeightConfig(),
         }
     except Exception:  # noqa: BLE001
         return {}
@@ -515,6 +522,9 @@ def _build_registry() -> dict[str, Method]:
         "tqk-fp8dq-block": "tqk fp8 x fp8, 1x128 activation and 128x128 weight blocks",
         "tqk-w4a8-int8": "tqk int4 g128 weights x int8 per-row activations",
         "tqk-w4a8-fp8": "tqk int4 g128 weights x fp8 per-row activations",
+        "tqk-mxfp8dq": "tqk MXFP8 x MXFP8: e4m3, E8M0 per 32 (RCEIL), a 32-deep fp8 dot per block",
+        "tqk-mxfp4dq": "tqk MXFP4 x MXFP4: e2m1 moved into e4m3, E8M0 per 32 (RCEIL), fp8 dots per block",
+        "tqk-nvfp4dq": "tqk NVFP4 x NVFP4: e2m1 times its e4m3 scale per 16 as float16, dynamic tensor scales",
     }
     dynamic = {n for n in tqk_desc if "dq" in n or "w4a8" in n}
     for name, desc in tqk_desc.items():  # HQQ runs the same kernel as tqk-int4: --full only

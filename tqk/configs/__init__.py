@@ -5,7 +5,8 @@ from .dynamic import (Float8DynamicActivationFloat8WeightConfig, Float8DynamicAc
                       Int8DynamicActivationIntxWeightConfig, Int8StaticActivationInt8WeightConfig)
 from .lowbit import (CodebookWeightOnlyConfig, FPXWeightOnlyConfig, IntxWeightOnlyConfig, UIntxWeightOnlyConfig,
                      UIntXWeightOnlyConfig)
-from .mx import MXWeightOnlyConfig, NVFP4WeightOnlyConfig
+from .mx import (MXDynamicActivationMXWeightConfig, MXWeightOnlyConfig, NVFP4DynamicActivationNVFP4WeightConfig,
+                 NVFP4WeightOnlyConfig)
 from .weight_only import Float8WeightOnlyConfig, Int4WeightOnlyConfig, Int8WeightOnlyConfig
 
 __all__ = ["HANDLERS", "CannotQuantize", "QuantConfig", "quantize_weight", "register_handler",
@@ -14,4 +15,5 @@ __all__ = ["HANDLERS", "CannotQuantize", "QuantConfig", "quantize_weight", "regi
            "Float8DynamicActivationFloat8WeightConfig", "Float8StaticActivationFloat8WeightConfig",
            "Float8DynamicActivationInt4WeightConfig", "Int8DynamicActivationIntxWeightConfig", "FPXWeightOnlyConfig",
            "IntxWeightOnlyConfig", "UIntxWeightOnlyConfig", "UIntXWeightOnlyConfig", "CodebookWeightOnlyConfig",
-           "MXWeightOnlyConfig", "NVFP4WeightOnlyConfig"]
+           "MXWeightOnlyConfig", "NVFP4WeightOnlyConfig", "MXDynamicActivationMXWeightConfig",
+           "NVFP4DynamicActivationNVFP4WeightConfig"]

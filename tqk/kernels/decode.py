@@ -475,3 +475,19 @@ def decode_fpx(codes, EBITS: tl.constexpr, MBITS: tl.constexpr, POS: tl.constexp
     sub = mag.to(tl.float32) * (fpx_subnormal_unit(EBITS, MBITS) * 2.0 ** -POS)  # exact: codes < 2**24
     val = tl.where(mag < (1 << (MBITS + POS)), sub, normal)
     return tl.where(((codes >> (EBITS + MBITS + POS)) & 1) != 0, -val, val)
+
+
+@triton.jit
+def fpx_as_e4m3(codes, EBITS: tl.constexpr, MBITS: tl.constexpr):
+    """int32 codes of a sign + EBITS + MBITS small float that e4m3 holds exactly (e2m1, e3m2, e2m3: fewer
+    exponent and mantissa bits) -> e4m3 bit patterns, int32: how the scaled GEMM feeds MXFP4 / MXFP6
+    weights to the fp8 tensor cores. A normal code is e4m3's with the exponent rebiased and the mantissa
+    moved up (one shift, one add); a subnormal one is an e4m3 normal, taken from its exact float32 value
+    (the mantissa's integer by the magic-exponent trick, times the subnormal unit), whose exponent and top
+    three mantissa bits are e4m3's fields, rebiased."""
+    BIAS: tl.constexpr = (1 << (EBITS - 1)) - 1
+    mag = codes & ((1 << (EBITS + MBITS)) - 1)
+    normal = (mag << (3 - MBITS)) + ((7 - BIAS) << 3)
+    sub = ((mag | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0) * fpx_subnormal_unit(EBITS, MBITS)
+    sub = tl.where(mag == 0, 0, (sub.to(tl.int32, bitcast=True) >> 20) - ((127 - 7) << 3))
+    return tl.where(mag < (1 << MBITS), sub, normal) | (((codes >> (EBITS + MBITS)) & 1) << 7)

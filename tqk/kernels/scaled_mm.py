@@ -11,10 +11,24 @@ w: weight codes [N, K], int8 or e4m3 bits, with one scale per tensor or row ([N]
    block ([cdiv(N, 128), K // 128]); or 4-bit codes two to a byte (W4A8) with a scale and an
    integer zero point per group of GROUP codes ([K // GROUP, N]).
 
+Block-scaled floats (issue 13; Hopper has no block-scaled MMA, so the scales are applied around
+plain dots):
+- OCP MX: activation codes e4m3 (or e5m2) bits [M, K] with an E8M0 byte per 32 ([M, K // 32]); weight
+  codes e4m3 / e5m2 bytes, e3m2 / e2m3 bytes or e2m1 two to a byte ([N, K // 2], code 2j in the low
+  nibble of byte j), E8M0 bytes [K // 32, N]. Small floats are moved into e4m3's fields in registers
+  (decode.fpx_as_e4m3: e4m3 holds every e2m1, e3m2 and e2m3 value), one 32-deep fp8 dot per block,
+  and both blocks' powers of two multiply its float32 partial (BLOCK_K is the block).
+- NVFP4: e2m1 weight codes two to a byte with an e4m3 byte per 16 ([K // 16, N]), decoded to float16
+  values code * block scale (exact: at most 6 significant bits, within [2**-10, 2688]); the activation
+  arrives so already (tqk/quant/activation.py), with its float32 tensor scale per row (times the
+  weight's, folded in by the caller). So the products are exact float16 ones, any BLOCK_K (a multiple
+  of 16) takes one dot, and the tensor scales multiply once, in the epilogue. Not fp8 dots of 16 per
+  block: 8-bit dots take K >= 32, and e4m3 does not hold e2m1 times an e4m3 scale.
+
 The products are exact: int8 x int8 accumulates in int32; e4m3 x e4m3 products are exact in the
 fp32 accumulator; a 4-bit weight is decoded to the integer q - z, in [-15, 15], which int8 and e4m3
-both hold exactly. Scales that change along K (blocks, groups) multiply each K step's partial
-dot (BLOCK_K is then the block or the group); the others multiply once, in the epilogue.
+both hold exactly. Scales that change along K (blocks, groups, MX's E8M0) multiply each K step's
+partial dot (BLOCK_K is then the block or the group); the others multiply once, in the epilogue.
 
 Which of the two (codes or prologue) a call runs is `quantize_in_prologue`'s choice, by M and
 granularity: the prologue saves the codes' kernel and round trip, and per tensor or per 1x128 block
@@ -37,11 +51,13 @@ import triton.language as tl
 
 
 from . import tuning
-from .decode import decode_codes
+from .decode import decode_codes, fpx_as_e4m3
 from .splits import reduce_splits, split_counts
 
-A_SCALES = ("row", "tensor", "block")  # static scales arrive as rows of one value (per tensor too, as codes)
-W_SCALES = ("row", "block", "group")
+ACTS = ("int8", "e4m3", "e5m2", "f16")
+WEIGHTS = ("int8", "e4m3", "int4", "e5m2", "e3m2", "e2m3", "e2m1")
+A_SCALES = ("row", "tensor", "block", "e8m0")  # static scales arrive as rows of one value (per tensor too, as codes)
+W_SCALES = ("row", "block", "group", "e8m0", "e4m3")
 BLOCK = 128  # the block side of PerBlock((1, 128)) and PerBlock((128, 128))
 
 
@@ -49,33 +65,112 @@ BLOCK = 128  # the block side of PerBlock((1, 128)) and PerBlock((128, 128))
 class ScaledFormat:
     """What the kernel is specialized on: operand kinds and scale granularities."""
 
-    act: str  # "int8" or "e4m3"
-    weight: str  # "int8", "e4m3" or "int4" (4-bit codes with a zero point, two to a byte)
-    a_scale: str  # "row" (per row or static), "tensor" or "block"
-    w_scale: str  # "row", "block" or "group"
-    group: int = 0  # K per scale step: 128 for blocks, the group size for "group", else 0
+    act: str  # "int8", "e4m3", "e5m2" (MX), or "f16" (NVFP4: values with their block scales in)
+    # "int8", "e4m3"; "int4" (4-bit codes with a zero point, two to a byte); MX / NVFP4 elements "e5m2",
+    # "e3m2", "e2m3" (a byte each) and "e2m1" (two to a byte)
+    weight: str
+    a_scale: str  # "row" (per row or static), "tensor", "block" or "e8m0" (MX)
+    w_scale: str  # "row", "block", "group", "e8m0" (MX) or "e4m3" (NVFP4's block scale bytes)
+    group: int = 0  # K per scale: 128 for blocks, the group size for "group", 32 for MX, 16 for NVFP4, else 0
 
     def __post_init__(self):
-        assert self.act in ("int8", "e4m3") and self.weight in ("int8", "e4m3", "int4"), self
+        assert self.act in ACTS and self.weight in WEIGHTS, self
         assert self.a_scale in A_SCALES and self.w_scale in W_SCALES, self
         assert (self.weight == "int4") == (self.w_scale == "group"), self
-        assert self.weight != "e4m3" or self.act == "e4m3", "an e4m3 weight takes e4m3 activations"
+        mx, nvfp4 = self.w_scale == "e8m0", self.w_scale == "e4m3"
+        assert mx == (self.a_scale == "e8m0"), "MX scales on both operands or neither"
+        assert not mx or self.act in ("e4m3", "e5m2"), "MX activations are e4m3 or e5m2 codes"
+        assert nvfp4 == (self.act == "f16") and (not nvfp4 or (self.weight, self.a_scale) == ("e2m1", "row")), self
+        assert mx or nvfp4 or self.weight in ("int8", "e4m3", "int4"), f"{self.weight} weights are MX / NVFP4's"
+        assert mx or self.weight != "e4m3" or self.act == "e4m3", "an e4m3 weight takes e4m3 activations"
         assert self.weight != "int8" or self.act == "int8", "an int8 weight takes int8 activations"
+
+    @property
+    def k_steps(self) -> bool:
+        """Whether scales change along K, multiplying each K step's partial dot (BLOCK_K = group)."""
+        return self.a_scale in ("block", "e8m0") or self.w_scale in ("block", "group", "e8m0")
 
 
 @triton.jit
 def _operand(codes, KIND: tl.constexpr, DOT_F32: tl.constexpr):
-    """A tile of codes as the dot's operand: int8, or e4m3 from its bits, or float32 (interpreter)."""
+    """A tile of codes as the dot's operand: int8, e4m3 or e5m2 from its bits, float16 as it is, or
+    float32 (interpreter)."""
     if DOT_F32:
-        if KIND == "e4m3":
-            out = decode_codes(codes.to(tl.int32) & 0xFF, "e4m3")
+        if KIND == "e4m3" or KIND == "e5m2":
+            out = decode_codes(codes.to(tl.int32) & 0xFF, KIND)
         else:
             out = codes.to(tl.float32)
     elif KIND == "e4m3":
         out = codes.to(tl.uint8).to(tl.float8e4nv, bitcast=True)
+    elif KIND == "e5m2":
+        out = codes.to(tl.uint8).to(tl.float8e5, bitcast=True)
+    elif KIND == "f16":
+        out = codes
     else:
         out = codes.to(tl.int8)
     return out
+
+
+@triton.jit
+def _nvfp4_values(codes, w_scale_ptr, rn_c, k0, K, N, EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr,
+                  BLOCK_N: tl.constexpr, DOT_F32: tl.constexpr):
+    """e2m1 codes [BLOCK_K, BLOCK_N] times their e4m3 block scales (a byte per 16 of K, [K // 16, N]), as
+    float16 (float32 under the interpreter): exact either way. The scales are finite (never e4m3's NaN
+    code), so the small-float decode reads them, and NVFP4 runs where fp8 types do not (sm_80)."""
+    SUB: tl.constexpr = BLOCK_K // 16
+    rs = k0 // 16 + tl.arange(0, SUB)
+    ptrs = w_scale_ptr + rs[:, None] * N + rn_c[None, :]
+    if EVEN_K:
+        s = tl.load(ptrs)
+    else:
+        s = tl.load(ptrs, mask=(rs < K // 16)[:, None], other=0)
+    scale = decode_codes(s.to(tl.int32) & 0xFF, "fpx43")
+    scale = tl.reshape(tl.broadcast_to(scale[:, None, :], (SUB, 16, BLOCK_N)), (BLOCK_K, BLOCK_N))
+    out = decode_codes(codes, "fpx21") * scale
+    if not DOT_F32:
+        out = out.to(tl.float16)
+    return out
+
+
+@triton.jit
+def _weight_operand(w_ptr, w_scale_ptr, rn_c, k0, K, N, stride_wn, WEIGHT: tl.constexpr, W_SCALE: tl.constexpr,
+                    EVEN_K: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, DOT_F32: tl.constexpr):
+    """The weight's [BLOCK_K, BLOCK_N] tile from k0 as the dot's operand (every weight but int4)."""
+    if WEIGHT == "e2m1":
+        # two codes a byte, code 2j in the low nibble of byte j: the [BLOCK_N, BLOCK_K / 2] bytes as they lie
+        # (K contiguous), each split into its pair beside it
+        rb = k0 // 2 + tl.arange(0, BLOCK_K // 2)
+        ptrs = w_ptr + rn_c[:, None].to(tl.int64) * stride_wn + rb[None, :]
+        if EVEN_K:
+            byte = tl.load(ptrs)
+        else:
+            byte = tl.load(ptrs, mask=(rb < K // 2)[None, :], other=0)
+        byte = byte.to(tl.int32) & 0xFF
+        codes = tl.trans(tl.reshape(tl.join(byte & 15, byte >> 4), (BLOCK_N, BLOCK_K)))
+        if W_SCALE == "e4m3":
+            out = _nvfp4_values(codes, w_scale_ptr, rn_c, k0, K, N, EVEN_K, BLOCK_K, BLOCK_N, DOT_F32)
+        else:
+            out = _operand(fpx_as_e4m3(codes, 2, 1), "e4m3", DOT_F32)
+    else:
+        rk = k0 + tl.arange(0, BLOCK_K)
+        ptrs = w_ptr + rn_c[None, :].to(tl.int64) * stride_wn + rk[:, None]
+        if EVEN_K:
+            w = tl.load(ptrs)
+        else:
+            w = tl.load(ptrs, mask=(rk < K)[:, None], other=0)
+        if WEIGHT == "e3m2":
+            out = _operand(fpx_as_e4m3(w.to(tl.int32) & 0xFF, 3, 2), "e4m3", DOT_F32)
+        elif WEIGHT == "e2m3":
+            out = _operand(fpx_as_e4m3(w.to(tl.int32) & 0xFF, 2, 3), "e4m3", DOT_F32)
+        else:
+            out = _operand(w, WEIGHT, DOT_F32)
+    return out
+
+
+@triton.jit
+def _e8m0(ptrs):
+    """float32 2**(code - 127) of the E8M0 bytes at ptrs (NaN for 0xFF)."""
+    return decode_codes(tl.load(ptrs).to(tl.int32) & 0xFF, "e8m0")
 
 
 @triton.jit
@@ -179,7 +274,7 @@ def _epilogue(acc, a_scale, w_scale_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m
               A_SCALE: tl.constexpr, W_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr):
     """The scales that do not change along K, the bias, and the store in the output's dtype."""
     out = acc.to(tl.float32)
-    if A_SCALE != "block":
+    if A_SCALE == "row" or A_SCALE == "tensor":
         out = out * a_scale[:, None]
     if W_SCALE == "row":
         out = out * tl.load(w_scale_ptr + rn_c).to(tl.float32)[None, :]
@@ -214,18 +309,21 @@ def scaled_mm_kernel(
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_m, mask_n = rm < M, rn < N
     rm_c, rn_c = tl.where(mask_m, rm, 0), tl.where(mask_n, rn, 0)  # clamped: loads need no M/N mask
-    K_STEPS: tl.constexpr = A_SCALE == "block" or W_SCALE != "row"  # scales that change along K
+    K_STEPS: tl.constexpr = (A_SCALE == "block" or A_SCALE == "e8m0" or W_SCALE == "block" or W_SCALE == "group"
+                             or W_SCALE == "e8m0")  # scales that change along K (ScaledFormat.k_steps)
     ACC: tl.constexpr = tl.int32 if ACT == "int8" else tl.float32
     HALF: tl.constexpr = BLOCK_K // 2
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32 if K_STEPS else ACC)
     a_rows = a_ptr + rm_c[:, None].to(tl.int64) * stride_am
-    if A_SCALE != "block":
+    if A_SCALE == "row" or A_SCALE == "tensor":
         a_scale = tl.load(a_scale_ptr + rm_c).to(tl.float32)
         if QUANTIZE_A and A_SCALE == "tensor":  # the rows' own scales in: the largest finite one is the tensor's
             a_scale = tl.where(tl.abs(a_scale) <= 3.4028234663852886e38, _finite_max(a_scale_ptr, M, 512), a_scale)
         a_inv = _inverse(a_scale)[:, None]  # (prologue only)
     else:
         a_scale = tl.zeros((BLOCK_M,), dtype=tl.float32)  # (not read: block scales multiply each K step)
+        if A_SCALE == "e8m0":
+            a_inv = 1.0  # (not read: MX activations arrive as codes)
     if SPLIT_K == 1:
         k_begin, k_end = 0, K
     else:
@@ -249,19 +347,21 @@ def scaled_mm_kernel(
             part = _dot(a_lo, lo, ACC, DOT_F32) + _dot(a_hi, hi, ACC, DOT_F32)
         else:
             rk = k0 + tl.arange(0, BLOCK_K)
-            mask_k = rk < K
             if EVEN_K:
                 a = tl.load(a_rows + rk[None, :])
-                w = tl.load(w_ptr + rn_c[None, :].to(tl.int64) * stride_wn + rk[:, None])
             else:
-                a = tl.load(a_rows + rk[None, :], mask=mask_k[None, :], other=0)
-                w = tl.load(w_ptr + rn_c[None, :].to(tl.int64) * stride_wn + rk[:, None], mask=mask_k[:, None],
-                            other=0)
-            part = _dot(_a_operand(a, a_inv, ACT, QUANTIZE_A, DOT_F32), _operand(w, WEIGHT, DOT_F32), ACC, DOT_F32)
+                a = tl.load(a_rows + rk[None, :], mask=(rk < K)[None, :], other=0)
+            w = _weight_operand(w_ptr, w_scale_ptr, rn_c, k0, K, N, stride_wn, WEIGHT, W_SCALE, EVEN_K, BLOCK_K,
+                                BLOCK_N, DOT_F32)
+            part = _dot(_a_operand(a, a_inv, ACT, QUANTIZE_A, DOT_F32), w, ACC, DOT_F32)
         if K_STEPS:
             step = part.to(tl.float32)
             if A_SCALE == "block":
                 step = step * a_step[:, None]
+            if A_SCALE == "e8m0":
+                step = step * _e8m0(a_scale_ptr + rm_c * a_scale_stride + kb)[:, None]
+            if W_SCALE == "e8m0":
+                step = step * _e8m0(w_scale_ptr + kb * N + rn_c)[None, :]
             if W_SCALE == "block":
                 step = step * tl.load(w_scale_ptr + (rn_c // BLOCK_K) * (K // BLOCK_K) + kb).to(tl.float32)[None, :]
             if W_SCALE == "group":
@@ -309,7 +409,7 @@ def scaled_heuristic(fmt: ScaledFormat, m: int, n: int, k: int, interpreted: boo
     of a 132-SM GPU (N / 64 tiles alone leave most of them idle; smaller tiles would also quantize the
     activation in the prologue again for each of them). BLOCK_K is the scale step when scales change
     along K; the interpreter takes few, large tiles and no split."""
-    block_k = fmt.group if fmt.group else (128 if k >= 128 else max(16, triton.next_power_of_2(k)))
+    block_k = fmt.group if fmt.k_steps else (128 if k >= 128 else max(16, triton.next_power_of_2(k)))
     if interpreted:
         return ScaledConfig(block_m=min(64, max(16, triton.next_power_of_2(m))),
                             block_n=min(128, max(16, triton.next_power_of_2(n))), block_k=block_k, num_stages=1)

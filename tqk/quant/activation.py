@@ -19,13 +19,19 @@ Two ways into the GEMM (tqk.kernels.scaled_mm.quantize_in_prologue picks one per
   reads the float activation and quantizes each tile in registers exactly as `_codes` does
   (the same float32 multiply by the scale's reciprocal, clamp and round to nearest even), taking the per-tensor scale as
   the largest finite row scale itself: two kernels per linear at every granularity.
+
+Block-scaled floats (granularity "mx": OCP MX, one E8M0 scale per 32; "nvfp4": an e4m3 scale per 16 and
+a float32 one per tensor) take the codes path only, in float32 torch ops that write what
+tqk/quant/mx.py's float64 encodes write (`quantize_mx_activation`, `quantize_nvfp4_activation`).
 """
 from __future__ import annotations
 
 import torch
 
+from .mx import E2M1_MAX, E4M3_MAX, MX_BLOCK_SIZE, MX_ELEMENTS, NVFP4_BLOCK_SIZE, ScaleCalculationMode
+
 QMAX = {"int8": 127.0, "e4m3": 448.0}
-GRANULARITIES = ("tensor", "row", "block", "static")
+GRANULARITIES = ("tensor", "row", "block", "static", "mx", "nvfp4")
 BLOCK = 128
 
 
@@ -67,8 +73,14 @@ def tensor_scale_rows(row_scales: torch.Tensor) -> torch.Tensor:
     return torch.where(finite, scale, row_scales)
 
 
-def quantize_activation(x2d: torch.Tensor, kind: str, granularity: str, static_scale: float = 0.0):
-    """x [M, K] float -> (codes [M, K] int8 or uint8 e4m3 bits, scales float32 [M] or [M, K // 128])."""
+def quantize_activation(x2d: torch.Tensor, kind: str, granularity: str, static_scale: float = 0.0,
+                        scaling_mode: str = "floor"):
+    """x [M, K] float -> (codes [M, K] int8 or uint8 e4m3 bits, scales float32 [M] or [M, K // 128]);
+    "mx" and "nvfp4": quantize_mx_activation's and quantize_nvfp4_activation's."""
+    if granularity == "mx":
+        return quantize_mx_activation(x2d, kind, scaling_mode)
+    if granularity == "nvfp4":
+        return quantize_nvfp4_activation(x2d, static_scale)
     scale = activation_scales(x2d, kind, granularity, static_scale)
     x = x2d.float()
     if granularity == "block":
@@ -79,10 +91,109 @@ def quantize_activation(x2d: torch.Tensor, kind: str, granularity: str, static_s
     return _codes(x, scale[:, None], kind), scale
 
 
-def dequantize_activation(codes: torch.Tensor, scales: torch.Tensor, kind: str) -> torch.Tensor:
+def dequantize_activation(codes: torch.Tensor, scales: torch.Tensor, kind: str, granularity: str = "row") -> torch.Tensor:
     """float64 values of quantized activations: what the GEMM multiplies (for references and tests)."""
+    if granularity == "mx":
+        m, k = codes.shape
+        values = codes.view(torch.float8_e5m2 if kind == "e5m2" else torch.float8_e4m3fn).double()
+        e8m0 = scales.to(torch.int64)
+        scale = torch.where(e8m0 == 255, torch.nan, torch.exp2((e8m0 - 127).double()))
+        return (values.view(m, k // MX_BLOCK_SIZE, MX_BLOCK_SIZE) * scale[..., None]).view(m, k)
+    if granularity == "nvfp4":
+        return codes.double() * scales.double()[:, None]
     values = codes.double() if kind == "int8" else codes.view(torch.float8_e4m3fn).double()
     if scales.dim() == 2:
         m, k = codes.shape
         return (values.view(m, k // BLOCK, BLOCK) * scales.double()[..., None]).view(m, k)
     return values * scales.double()[:, None]
+
+
+# --- block-scaled floats (OCP MX, NVFP4) -------------------------------------------------------------------
+def _exponent(x: torch.Tensor) -> torch.Tensor:
+    """The biased exponent field of float32 x >= 0 (0 for zero and subnormals), int32."""
+    return x.view(torch.int32) >> 23
+
+
+def _power_of_two(e: torch.Tensor) -> torch.Tensor:
+    """float32 2**e for int32 e in [-126, 127], built from its exponent field (exact, no pow)."""
+    return ((e + 127) << 23).view(torch.float32)
+
+
+def mx_scale_codes(amax: torch.Tensor, element: str, mode="floor") -> torch.Tensor:
+    """uint8 E8M0 codes of blocks whose largest magnitudes are float32 `amax`: tqk.quant.mx.e8m0_scale's
+    rules in int32 ops on amax's bits. FLOOR: floor(log2(amax)) is amax's exponent field (a subnormal amax
+    clamps to code 0 either way). RCEIL: float32(amax / elem_max) rounded up to a power of two: adding
+    0x7FFFFF to its bits carries into the exponent unless the mantissa is 0; a quotient at most 2**-127
+    is code 0. A NaN or Inf amax is the NaN code 0xFF."""
+    _, _, emax, vmax = MX_ELEMENTS[element]
+    if ScaleCalculationMode(mode) == ScaleCalculationMode.FLOOR:
+        exp = _exponent(amax) - 127 - emax
+    else:
+        quotient = amax / vmax
+        exp = ((quotient.view(torch.int32) + 0x7FFFFF) >> 23) - 127
+        exp = torch.where(quotient <= 2.0**-127, -127, exp)
+    code = exp.clamp(-127, 127) + 127
+    return torch.where(torch.isfinite(amax), code, 0xFF).to(torch.uint8)
+
+
+def round_to_element(v: torch.Tensor, element: str) -> torch.Tensor:
+    """float32 v rounded to the nearest value of a small float `element` (e2m1, e3m2, e2m3), ties to even,
+    saturating: the step of |v|'s binade (subnormals share the lowest normal binade's) is a power of two,
+    so |v| / step is exact and torch.round (half to even) picks the even mantissa."""
+    ebits, mbits, _, vmax = MX_ELEMENTS[element]
+    mag = v.abs().clamp(max=vmax)
+    binade = (_exponent(mag) - 127).clamp(min=2 - (1 << (ebits - 1)))
+    step = _power_of_two(binade - mbits)
+    q = torch.round(mag / step) * step
+    return torch.where(v < 0, -q, q)
+
+
+def element_bytes(v: torch.Tensor, element: str) -> torch.Tensor:
+    """float32 values already divided by their scale -> the GEMM's uint8 operand bytes: e5m2 bits for e5m2,
+    else e4m3 bits of the value rounded to `element` (e2m1, e3m2 and e2m3 values are all e4m3 values)."""
+    if element == "e5m2":
+        return v.clamp(-57344.0, 57344.0).to(torch.float8_e5m2).view(torch.uint8)
+    if element != "e4m3":
+        v = round_to_element(v, element)
+    return v.clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn).view(torch.uint8)
+
+
+def quantize_mx_activation(x2d: torch.Tensor, element: str, mode="floor"):
+    """x [M, K] -> (uint8 element bytes [M, K] (element_bytes), uint8 E8M0 scales [M, K // 32]): the codes
+    tqk.quant.mx.quantize_mx writes, in float32 (dividing by a power of two is exact). A block holding a
+    NaN or Inf gets the NaN scale and zero elements, so its row's outputs are NaN and no others."""
+    m, k = x2d.shape
+    x = x2d.float().view(m, k // MX_BLOCK_SIZE, MX_BLOCK_SIZE)
+    scales = mx_scale_codes(x.abs().amax(-1), element, mode)
+    nan = scales == 0xFF
+    # 2**(127 - code): codes 0 .. 253 (FLOOR stops at 252, RCEIL at 253 for float32 inputs) are normal floats
+    inverse = _power_of_two(127 - torch.where(nan, 127, scales.to(torch.int32)))
+    v = torch.where(nan[..., None], 0.0, x * inverse[..., None])
+    return element_bytes(v, element).view(m, k), scales
+
+
+def quantize_nvfp4_activation(x2d: torch.Tensor, tensor_scale: float = 0.0):
+    """x [M, K] -> (float16 values e2m1(P) * e4m3(block scale) [M, K], float32 row scales [M]), so that
+    x ~= values * row scale: tqk.quant.mx.quantize_nvfp4's encode in float32. tensor_scale 0.0: dynamic,
+    the largest finite |x| / (448 * 6) (1.0 for a zero tensor); else that fixed scale (torchao's
+    use_dynamic_per_tensor_scale=False: 1.0). Each row's scale is the tensor scale, or the row's own
+    amax where that is NaN or Inf (which then reaches that row's outputs only). e2m1 times e4m3 has at
+    most 6 significant bits and lies in [2**-10, 2688]: float16 holds it exactly.
+
+    Not bit for bit quantize_nvfp4 (float64): the element's x / (block scale * tensor scale) rounds
+    twice in float32, which can move a value within 2**-22 of a rounding boundary to the other side."""
+    m, k = x2d.shape
+    x = x2d.float()
+    row_amax = x.abs().amax(-1)
+    finite = torch.isfinite(row_amax)
+    if tensor_scale == 0.0:
+        ts = torch.where(finite, row_amax, 0.0).amax() / (E4M3_MAX * E2M1_MAX)
+        ts = torch.where(ts > 0, ts, 1.0)
+    else:
+        ts = torch.tensor(tensor_scale, dtype=torch.float32, device=x.device)
+    xb = x.view(m, k // NVFP4_BLOCK_SIZE, NVFP4_BLOCK_SIZE)
+    block = ((xb.abs().amax(-1) / E2M1_MAX) / ts).clamp(max=E4M3_MAX).to(torch.float8_e4m3fn).float()
+    total = block * ts
+    v = torch.where(total[..., None] > 0, xb / torch.where(total > 0, total, 1.0)[..., None], 0.0)
+    values = round_to_element(v, "e2m1") * block[..., None]
+    return values.to(torch.float16).view(m, k), torch.where(finite, ts, row_amax)
