@@ -12,7 +12,9 @@ of SPAN).
     slice w), plane j of lane s at bit 4j + w * h of it (h = s // (SPAN * w / 4)); decode_plane
     ORs the slices of plane j into one code.
 Codebooks (ELEMENT "lut"): the code indexes a table of 2**BITS float entries that each program
-loads once (load_table) and reads with `lookup`; the other formats take no table (table=0).
+loads once (load_table) and reads with `lookup`; the other formats take no table (table=0). Vector
+codebooks (VEC > 1): an entry is VEC floats, the table a [2**BITS, vector_width(VEC)] tile (zeros
+past VEC), and `lookup_vectors` turns each code into its VEC consecutive input features.
 """
 import triton
 import triton.language as tl
@@ -212,12 +214,25 @@ def select_bits(a, b, MASK: tl.constexpr, PTX: tl.constexpr):
     return (a & MASK) | (b & ~MASK)
 
 
+@triton.constexpr_function
+def vector_width(vec):
+    """A vector entry's width in registers: VEC rounded up to a power of two (tile sides must be)."""
+    return 1 << (vec - 1).bit_length()
+
+
 @triton.jit
-def load_table(table_ptr, ELEMENT: tl.constexpr, BITS: tl.constexpr):
+def load_table(table_ptr, ELEMENT: tl.constexpr, BITS: tl.constexpr, VEC: tl.constexpr = 1):
     """A codebook's 2**BITS entries as a float32 register tile, loaded once per program (ELEMENT
-    "lut"); 0 for the formats without a table."""
+    "lut"): [2**BITS], or for vector codes (the table stored [2**BITS, VEC]) [2**BITS, vector_width]
+    with zeros past VEC, so a padded feature's product is 0 (its x is loaded as 0 too). 0 for the
+    formats without a table."""
     if ELEMENT == "lut":
-        return tl.load(table_ptr + tl.arange(0, 1 << BITS)).to(tl.float32)
+        if VEC > 1:
+            t = tl.arange(0, vector_width(VEC))
+            ptrs = table_ptr + tl.arange(0, 1 << BITS)[:, None] * VEC + t[None, :]
+            return tl.load(ptrs, mask=(t < VEC)[None, :], other=0.0).to(tl.float32)
+        else:
+            return tl.load(table_ptr + tl.arange(0, 1 << BITS)).to(tl.float32)
     else:
         return 0
 
@@ -236,6 +251,27 @@ def lookup(table, codes):
     the reshapes; 256 random entries meet bank conflicts (entries 32 apart share a bank)."""
     flat = tl.reshape(codes, [codes.numel])
     return tl.reshape(tl.gather(table, flat, 0), codes.shape)
+
+
+@triton.jit
+def lookup_vectors(table, codes):
+    """[R, C] int32 codes -> [R, C, W] float32, row c of it the code's vector entry (the [T, W] tile
+    that load_table gave for VEC > 1). The same tl.gather as `lookup`, on axis 0 of the 2-D table:
+    gather wants the index of the table's rank and its other sides, so each code is repeated across
+    the W columns (a broadcast, no data moved) and column t reads feature t of its entry."""
+    R: tl.constexpr = codes.shape[0]
+    C: tl.constexpr = codes.shape[1]
+    W: tl.constexpr = table.shape[1]
+    index = tl.broadcast_to(tl.reshape(codes, [R * C])[:, None], [R * C, W])
+    return tl.reshape(tl.gather(table, index, 0), [R, C, W])
+
+
+@triton.jit
+def decode_vector_plane(words, j: tl.constexpr, BITS: tl.constexpr, SPAN: tl.constexpr, table, words1=0, words2=0,
+                        PTX: tl.constexpr = False):
+    """Plane j of a [R, C] tile of packed words as vector codes' entries, [R, C, vector_width]: lane s's
+    code covers features s * VEC .. s * VEC + VEC - 1 of the plane (decode_plane for VEC = 1)."""
+    return lookup_vectors(table, unpack_plane(words, j, BITS, SPAN, words1, words2, PTX))
 
 
 @triton.constexpr_function

@@ -21,6 +21,12 @@ multiplies each output once, in the epilogue).
 Codebooks (ELEMENT "lut"): table_ptr, the kernels' last argument, points at the 2**BITS entries that
 each program loads once into registers (decode.load_table); the code is an index into them
 (decode.lookup). The other formats never read it.
+Vector codebooks (VEC > 1, WeightFormat.vector_size): a code stands for VEC consecutive input
+features and its entry is VEC floats. The kernels then walk K in codes (K and GROUP_SIZE are divided
+by VEC), plane j of a block still being SPAN consecutive codes, so SPAN * VEC consecutive features.
+The GEMV multiplies each code's entry with its VEC activations and sums them (vals is then a code's
+products, and the plane's x is 1); the GEMM lays a plane out as [BLOCK_N, SPAN * W] weight columns
+and loads x.T in the same K order (W = VEC rounded up to a power of two, the padding 0 in both).
 """
 from __future__ import annotations
 
@@ -32,8 +38,12 @@ import triton
 import triton.language as tl
 
 from ..layouts import packing
-from .decode import (biased_pos, decode_codes, decode_plane, decode_plane_biased, is_dense, load_slices, load_table,
-                     plane_bias, plane_gain, slice_columns, slices, unpack_planes, words_per_block)
+from .decode import (biased_pos, decode_codes, decode_plane, decode_plane_biased, decode_vector_plane, is_dense,
+                     load_slices, load_table, lookup_vectors, plane_bias, plane_gain, slice_columns, slices,
+                     unpack_planes, vector_width, words_per_block)
+
+
+MAX_VECTOR = 8  # the longest codebook vector: features per code
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ class WeightFormat:
     group_size: int = 0  # 0: one scale per row
     span: int = 16  # words per packed block
     scale_fmt: str = "float"  # "float" | "e8m0" | "e4m3" (see the module docstring)
+    vector_size: int = 1  # input features per code: > 1 for vector codebooks (a table of vector entries)
 
     def __post_init__(self):
         if self.scale_fmt not in ("float", "e8m0", "e4m3"):
@@ -54,6 +65,15 @@ class WeightFormat:
         if self.scale_fmt != "float" and (self.group_size == 0 or self.zero_mode != "none"):
             raise ValueError(f"{self.scale_fmt} scales are group scales without zero points: got group_size="
                              f"{self.group_size}, zero_mode={self.zero_mode!r}")
+        if not 1 <= self.vector_size <= MAX_VECTOR:
+            raise ValueError(f"vector_size must be in 1..{MAX_VECTOR}, got {self.vector_size}")
+        if self.vector_size > 1:
+            if self.element != "lut" or self.zero_mode != "none" or self.scale_fmt != "float":
+                raise ValueError(f"vector codes index a codebook (element 'lut', no zero point, float scales): got "
+                                 f"element={self.element!r}, zero_mode={self.zero_mode!r}, scale_fmt={self.scale_fmt!r}")
+            if self.group_size % (self.span * self.vector_size):  # a plane of `span` codes never straddles a group
+                raise ValueError(f"group_size={self.group_size} of {self.vector_size}-vector codes must be a multiple "
+                                 f"of {self.span * self.vector_size} (a plane of {self.span} codes)")
 
     @property
     def per_word(self) -> int:
@@ -63,16 +83,22 @@ class WeightFormat:
         return packing.planes_per_block(self.bits)
 
     @property
-    def block_k(self) -> int:
+    def block_codes(self) -> int:
+        """Codes per packed block."""
         return self.per_word * self.span
 
     @property
+    def block_k(self) -> int:
+        """Input features per packed block: its codes times vector_size."""
+        return self.block_codes * self.vector_size
+
+    @property
     def words_per_block(self) -> int:
-        """int32 words per packed block of block_k codes: span, or bits * span / 4 if dense."""
+        """int32 words per packed block of block_codes codes: span, or bits * span / 4 if dense."""
         return packing.words_per_block(self.bits, self.span)
 
     def packed_words(self, k: int) -> int:
-        """int32 words of a packed row of k codes (K padded to whole blocks)."""
+        """int32 words of a packed row of k input features (K padded to whole blocks)."""
         return -(-k // self.block_k) * self.words_per_block
 
     @property
@@ -88,13 +114,16 @@ class WeightFormat:
     def key(self) -> str:
         group = f"g{self.group_size}" if self.group_size else "row"
         scale = "" if self.scale_fmt == "float" else f"_{self.scale_fmt}"
-        return f"{self.element}{self.bits}_{group}_{self.zero_mode}{scale}"
+        vector = "" if self.vector_size == 1 else f"v{self.vector_size}"
+        return f"{self.element}{self.bits}{vector}_{group}_{self.zero_mode}{scale}"
 
     def constexprs(self) -> dict:
+        # The kernels walk K in codes: GROUP_SIZE counts codes (K too, from the kernels' first line on),
+        # and each code decodes to VEC consecutive input features.
         return dict(
             BITS=self.bits, PER_WORD=self.per_word, SPAN=self.span, ELEMENT=self.element,
-            ZERO_MODE=self.zero_mode, ZERO_OFFSET=self.zero_offset, GROUP_SIZE=self.group_size,
-            SCALE_FMT=self.scale_fmt,
+            ZERO_MODE=self.zero_mode, ZERO_OFFSET=self.zero_offset, GROUP_SIZE=self.group_size // self.vector_size,
+            SCALE_FMT=self.scale_fmt, VEC=self.vector_size,
         )
 
 
@@ -182,11 +211,24 @@ def _rows_and(mask, in_k):
 
 
 @triton.jit
+def _load_x_vectors(x_row, codes, K, VEC: tl.constexpr, EVEN_K: tl.constexpr):
+    """The activations of vector codes `codes` ([C] code indices, K in codes): [C, vector_width(VEC)],
+    feature t of code c at x[c * VEC + t]; 0 past VEC (the table's padding) and past K."""
+    t = tl.arange(0, vector_width(VEC))
+    ptrs = x_row + codes[:, None] * VEC + t[None, :]
+    if EVEN_K and vector_width(VEC) == VEC:
+        return tl.load(ptrs, eviction_policy="evict_last").to(tl.float32)
+    else:
+        mask = (t < VEC)[None, :] & (codes < K)[:, None]
+        return tl.load(ptrs, mask=mask, other=0.0, eviction_policy="evict_last").to(tl.float32)
+
+
+@triton.jit
 def _gemv_block(acc, x_sum, words, words1, words2, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
                 BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
                 ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
                 EVEN_K: tl.constexpr, PTX: tl.constexpr, WIDE: tl.constexpr, BIASED: tl.constexpr,
-                SCALE_FMT: tl.constexpr = "float", table=0):
+                SCALE_FMT: tl.constexpr = "float", table=0, VEC: tl.constexpr = 1):
     """Add a tile of packed words starting at code k0 to acc (dense widths: a tile per slice,
     words, words1, words2, from load_slices): one block (PER_WORD planes of SPAN
     codes per row), or with WIDE several blocks side by side. x_cols: the offset from k0 of
@@ -213,13 +255,18 @@ def _gemv_block(acc, x_sum, words, words1, words2, k0, x_cols, x_row, scale_ptr,
         k_col = k0 + x_cols - x_cols % SPAN
     for j in tl.static_range(PER_WORD):
         kk = k0 + j * SPAN + x_cols
-        if EVEN_K:  # K is a multiple of a split's step: no mask, so the x loads vectorize
+        if VEC > 1:  # vector codes: each code's entry meets its VEC activations here, so vals is already
+            #          sum_t table[code, t] * x[code * VEC + t] (a code's products), and the plane's x is 1
+            xv = _load_x_vectors(x_row, kk, K, VEC, EVEN_K)
+            vals = tl.sum(decode_vector_plane(words, j, BITS, SPAN, table, words1, words2, PTX) * xv[None, :, :], 2)
+            xj = tl.full(x_cols.shape, 1.0, tl.float32)
+        elif EVEN_K:  # K is a multiple of a split's step: no mask, so the x loads vectorize
             xj = tl.load(x_row + kk, eviction_policy="evict_last").to(tl.float32)
         else:
             xj = tl.load(x_row + kk, mask=kk < K, other=0.0, eviction_policy="evict_last").to(tl.float32)
         if BIASED:
             vals = decode_plane_biased(words, j, BITS, PTX)
-        else:
+        elif VEC == 1:
             vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2, table, UNSCALED=True)
         if PER_GROUP:  # the group's sums of q * x (and of x for a zero-point tensor), then s and z * s
             if j % PLANES == 0:
@@ -309,7 +356,7 @@ def weight_only_gemv_kernel(
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr,
     TRIP_BLOCKS: tl.constexpr, ADJACENT_SPLITS: tl.constexpr, PTX: tl.constexpr,
     WIDE: tl.constexpr = False, BIASED: tl.constexpr = False, SCALE_FMT: tl.constexpr = "float",
-    table_ptr=None,  # a codebook's entries (ELEMENT "lut")
+    VEC: tl.constexpr = 1, table_ptr=None,  # a codebook's entries (ELEMENT "lut"), of VEC features each
 ):
     # Everything stays in the [BLOCK_N, SPAN] layout of the packed-word tile: each plane is
     # multiplied into a 2-D accumulator, and the only cross-thread reduction is the last one.
@@ -328,6 +375,8 @@ def weight_only_gemv_kernel(
     # whatever the arrival order), writes out and sets the count back to 0. No zeroed buffer,
     # no atomics on the output, no cast kernel: one launch.
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
+    if VEC > 1:  # K in codes from here on, as GROUP_SIZE is (WeightFormat.constexprs)
+        K = K // VEC
     pid = tl.program_id(0)
     if ADJACENT_SPLITS:
         pid_n = pid // SPLIT_K
@@ -356,7 +405,7 @@ def weight_only_gemv_kernel(
         w_ptrs = w_ptr + rn[:, None].to(tl.int64) * words_per_row + (k_start // PER_WORD + col)[None, :]
         k_end = tl.minimum(words_per_row * PER_WORD, k_start + k_chunk)
     x_row = x_ptr + m * stride_xm
-    table = load_table(table_ptr, ELEMENT, BITS)  # once per program; 0 without a codebook
+    table = load_table(table_ptr, ELEMENT, BITS, VEC)  # once per program; 0 without a codebook
 
     acc = tl.zeros([BLOCK_N, COLS], dtype=tl.float32)
     x_sum = tl.zeros([COLS], dtype=tl.float32)  # sum of x, for a per-row zero point
@@ -376,7 +425,7 @@ def weight_only_gemv_kernel(
                                                    0, "evict_first")
         acc, x_sum = _gemv_block(acc, x_sum, words_a, words_a1, words_a2, k0, x_cols, x_row, scale_ptr, zero_ptr, rn,
                                  mask_n, N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE,
-                                 EVEN_K, PTX, WIDE, BIASED, SCALE_FMT, table)
+                                 EVEN_K, PTX, WIDE, BIASED, SCALE_FMT, table, VEC)
         words_a = next_a
         if slices(BITS) > 1:  # (a slice the format lacks is not carried through the loop)
             words_a1 = next_a1
@@ -385,7 +434,7 @@ def weight_only_gemv_kernel(
         if TRIP_BLOCKS == 2 and not WIDE:
             acc, x_sum = _gemv_block(acc, x_sum, words_b, words_b1, words_b2, k0 + BLOCK_K, x_cols, x_row, scale_ptr,
                                      zero_ptr, rn, mask_n, N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET,
-                                     GROUP_SIZE, EVEN_K, PTX, WIDE, BIASED, SCALE_FMT, table)
+                                     GROUP_SIZE, EVEN_K, PTX, WIDE, BIASED, SCALE_FMT, table, VEC)
             words_b = next_b
             if slices(BITS) > 1:
                 words_b1 = next_b1
@@ -439,6 +488,22 @@ def _tile_ids(pid, num_n, num_m, GROUP_N: tl.constexpr):
 
 
 @triton.jit
+def _load_xt_vectors(x_rows, first, CODES: tl.constexpr, K, VEC: tl.constexpr, EVEN_K: tl.constexpr):
+    """x.T for CODES vector codes from code `first` (K in codes), x_rows [1, BLOCK_M] at each row of x:
+    [CODES * vector_width(VEC), BLOCK_M], row i feature i % W of code first + i // W (W the width),
+    the K order of the decoded weight's columns; 0 past VEC and past K."""
+    W: tl.constexpr = vector_width(VEC)
+    i = tl.arange(0, CODES * W)
+    code = first + i // W
+    t = i % W
+    ptrs = x_rows + (code * VEC + t)[:, None]
+    if EVEN_K and W == VEC:
+        return tl.load(ptrs)
+    else:
+        return tl.load(ptrs, mask=((t < VEC) & (code < K))[:, None], other=0.0)
+
+
+@triton.jit
 def weight_only_gemm_kernel(
     x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr,
     M, N, K, words_per_row, n_groups, stride_xm, stride_om,
@@ -447,9 +512,12 @@ def weight_only_gemm_kernel(
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
     SPLIT_K: tl.constexpr, GROUP_N: tl.constexpr, ONE_DOT: tl.constexpr, BLOCK_SCALE: tl.constexpr,
     DOT_F32: tl.constexpr, EVEN_K: tl.constexpr, PTX: tl.constexpr, SCALE_FMT: tl.constexpr = "float",
-    table_ptr=None,  # a codebook's entries (ELEMENT "lut")
+    VEC: tl.constexpr = 1, table_ptr=None,  # a codebook's entries (ELEMENT "lut"), of VEC features each
 ):
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
+    VW: tl.constexpr = vector_width(VEC)  # a code's K extent in an operand: VEC features, padded with zeros
+    if VEC > 1:  # K in codes from here on, as GROUP_SIZE is (WeightFormat.constexprs)
+        K = K // VEC
     # Where the group scale is applied: per row (GROUP_SIZE == 0) in the epilogue; when a whole
     # K block shares one group and the tile is thin (or BLOCK_SCALE asks), to the block's partial
     # product (a second accumulator, cheap when BLOCK_M is small); otherwise to each element.
@@ -473,7 +541,8 @@ def weight_only_gemm_kernel(
         w_ptrs = w_ptr + rn_c[:, None].to(tl.int64) * words_per_row + span[None, :]
     x_ptrs = x_ptr + rm_c[None, :].to(tl.int64) * stride_xm + span[:, None]  # x.T tile [SPAN, BLOCK_M]
 
-    table = load_table(table_ptr, ELEMENT, BITS)  # once per program; 0 without a codebook
+    x_rows = x_ptr + rm_c[None, :].to(tl.int64) * stride_xm  # (vector codes: _load_xt_vectors)
+    table = load_table(table_ptr, ELEMENT, BITS, VEC)  # once per program; 0 without a codebook
     acc = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
     for blk in range(pid_k, words_per_row // WPB, SPLIT_K):
         words, words1, words2 = load_slices(w_ptrs + blk * WPB, span, BITS, SPAN, EVICT="evict_first")
@@ -485,7 +554,11 @@ def weight_only_gemm_kernel(
             part = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
         if ONE_DOT:  # all planes as one [BLOCK_N, BLOCK_K] operand: plane-major is K order
             plane = tl.arange(0, PER_WORD)
-            vals = decode_codes(unpack_planes(words, BITS, PER_WORD, SPAN, words1, words2), ELEMENT, table)
+            if VEC > 1:  # [BLOCK_N, PER_WORD, SPAN * VW]: the planes' entries, still in K order
+                codes = tl.reshape(unpack_planes(words, BITS, PER_WORD, SPAN, words1, words2), [BLOCK_N, BLOCK_K])
+                vals = tl.reshape(lookup_vectors(table, codes), [BLOCK_N, PER_WORD, SPAN * VW])
+            else:
+                vals = decode_codes(unpack_planes(words, BITS, PER_WORD, SPAN, words1, words2), ELEMENT, table)
             if PER_ELEMENT:
                 k_plane = k0 + plane * SPAN
                 offs_p = (k_plane // GROUP_SIZE)[None, :] * N + rn_c[:, None]
@@ -494,10 +567,13 @@ def weight_only_gemm_kernel(
                 w3 = vals * scale[:, :, None] - zs[:, :, None]
             else:
                 w3 = vals - zero[:, None, None]
-            kk = k0 + tl.arange(0, BLOCK_K)
-            xt = tl.load(x_ptr + rm_c[None, :].to(tl.int64) * stride_xm + kk[:, None],
-                         mask=None if EVEN_K else (kk < K)[:, None], other=None if EVEN_K else 0.0)
-            w = tl.reshape(w3, [BLOCK_N, BLOCK_K])
+            if VEC > 1:
+                xt = _load_xt_vectors(x_rows, k0, BLOCK_K, K, VEC, EVEN_K)
+            else:
+                kk = k0 + tl.arange(0, BLOCK_K)
+                xt = tl.load(x_ptr + rm_c[None, :].to(tl.int64) * stride_xm + kk[:, None],
+                             mask=None if EVEN_K else (kk < K)[:, None], other=None if EVEN_K else 0.0)
+            w = tl.reshape(w3, [BLOCK_N, BLOCK_K * VW])
             if PER_BLOCK:
                 part = _dot(w, xt, part, DOT_F32)
             else:
@@ -509,12 +585,16 @@ def weight_only_gemm_kernel(
                                           ZERO_OFFSET, False, SCALE_FMT)
             for j in tl.static_range(PER_WORD):
                 kk = k0 + j * SPAN
-                if EVEN_K:  # no K padding: every block is whole, no mask to compute
+                if VEC > 1:  # [SPAN * VW] features of the plane's codes, as x.T and as the weight's columns
+                    xt = _load_xt_vectors(x_rows, kk, SPAN, K, VEC, EVEN_K)
+                    vals = tl.reshape(decode_vector_plane(words, j, BITS, SPAN, table, words1, words2, PTX),
+                                      [BLOCK_N, SPAN * VW])
+                elif EVEN_K:  # no K padding: every block is whole, no mask to compute
                     xt = tl.load(x_ptrs + kk)
                 else:
                     xt = tl.load(x_ptrs + kk, mask=(kk + span < K)[:, None], other=0.0)
-                # (not UNSCALED: its gain folded into the scale overflows float32 for scales near its top)
-                vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2, table)
+                if VEC == 1:  # (not UNSCALED: its gain folded into the scale overflows float32 for scales near its top)
+                    vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2, table)
                 if PER_ELEMENT:
                     if GROUP_SIZE % BLOCK_K != 0:  # this plane's own group
                         offs_j = (kk // GROUP_SIZE) * N + rn_c
@@ -612,7 +692,7 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
     counters: zeroed int32 slots for the split-K GEMV (split_counter_slots), which it leaves at zero;
     without them (or too few) a zeroed buffer is made for this call, which costs a memset.
     wrap: torch.library.wrap_triton inside a triton_op, so inductor launches the kernel itself.
-    table: a codebook's [2**bits] entries (fmt.element "lut"), else None."""
+    table: a codebook's [2**bits] entries ([2**bits, vector_size] for vector codes), else None."""
     m = x2d.shape[0]
     wrap = wrap or (lambda kernel: kernel)
     consts = fmt.constexprs()
