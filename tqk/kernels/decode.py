@@ -13,8 +13,9 @@ of SPAN).
     ORs the slices of plane j into one code.
 Codebooks (ELEMENT "lut"): the code indexes a table of 2**BITS float entries that each program
 loads once (load_table) and reads with `lookup`; the other formats take no table (table=0). Vector
-codebooks (VEC > 1): an entry is VEC floats, the table a [2**BITS, vector_width(VEC)] tile (zeros
-past VEC), and `lookup_vectors` turns each code into its VEC consecutive input features.
+codebooks (VEC > 1): an entry is VEC floats (the table's rows, one after another in registers), and
+feature t of a plane's codes, `lookup_feature`, is a plane of scalar values like any other: the
+kernels take a vector plane as VEC planes that share their codes.
 """
 import triton
 import triton.language as tl
@@ -215,22 +216,21 @@ def select_bits(a, b, MASK: tl.constexpr, PTX: tl.constexpr):
 
 
 @triton.constexpr_function
-def vector_width(vec):
-    """A vector entry's width in registers: VEC rounded up to a power of two (tile sides must be)."""
-    return 1 << (vec - 1).bit_length()
+def table_tile(bits, vec):
+    """The register table's length: 2**bits entries of vec floats, rounded up to a power of two."""
+    return 1 << ((1 << bits) * vec - 1).bit_length()
 
 
 @triton.jit
 def load_table(table_ptr, ELEMENT: tl.constexpr, BITS: tl.constexpr, VEC: tl.constexpr = 1):
     """A codebook's 2**BITS entries as a float32 register tile, loaded once per program (ELEMENT
-    "lut"): [2**BITS], or for vector codes (the table stored [2**BITS, VEC]) [2**BITS, vector_width]
-    with zeros past VEC, so a padded feature's product is 0 (its x is loaded as 0 too). 0 for the
-    formats without a table."""
+    "lut"): [2**BITS], or for vector codes (the table stored [2**BITS, VEC]) its rows one after
+    another, feature t of entry e at e * VEC + t (a tile of table_tile(BITS, VEC), the tail past the
+    entries never read). 0 for the formats without a table."""
     if ELEMENT == "lut":
         if VEC > 1:
-            t = tl.arange(0, vector_width(VEC))
-            ptrs = table_ptr + tl.arange(0, 1 << BITS)[:, None] * VEC + t[None, :]
-            return tl.load(ptrs, mask=(t < VEC)[None, :], other=0.0).to(tl.float32)
+            i = tl.arange(0, table_tile(BITS, VEC))
+            return tl.load(table_ptr + i, mask=i < (1 << BITS) * VEC, other=0.0).to(tl.float32)
         else:
             return tl.load(table_ptr + tl.arange(0, 1 << BITS)).to(tl.float32)
     else:
@@ -254,24 +254,14 @@ def lookup(table, codes):
 
 
 @triton.jit
-def lookup_vectors(table, codes):
-    """[R, C] int32 codes -> [R, C, W] float32, row c of it the code's vector entry (the [T, W] tile
-    that load_table gave for VEC > 1). The same tl.gather as `lookup`, on axis 0 of the 2-D table:
-    gather wants the index of the table's rank and its other sides, so each code is repeated across
-    the W columns (a broadcast, no data moved) and column t reads feature t of its entry."""
-    R: tl.constexpr = codes.shape[0]
-    C: tl.constexpr = codes.shape[1]
-    W: tl.constexpr = table.shape[1]
-    index = tl.broadcast_to(tl.reshape(codes, [R * C])[:, None], [R * C, W])
-    return tl.reshape(tl.gather(table, index, 0), [R, C, W])
-
-
-@triton.jit
-def decode_vector_plane(words, j: tl.constexpr, BITS: tl.constexpr, SPAN: tl.constexpr, table, words1=0, words2=0,
-                        PTX: tl.constexpr = False):
-    """Plane j of a [R, C] tile of packed words as vector codes' entries, [R, C, vector_width]: lane s's
-    code covers features s * VEC .. s * VEC + VEC - 1 of the plane (decode_plane for VEC = 1)."""
-    return lookup_vectors(table, unpack_plane(words, j, BITS, SPAN, words1, words2, PTX))
+def lookup_feature(table, codes, t: tl.constexpr, VEC: tl.constexpr):
+    """Feature t of each code's VEC-float entry, for int32 codes of any shape, from the table tile that
+    load_table gave for VEC > 1: a plane of scalar values, the same tl.gather as `lookup`. Why a
+    lookup per feature and not one of whole rows: the result keeps the codes' layout (a [T, VEC]
+    table gathered on its rows makes 3-D tiles whose reduction over VEC crosses threads, and
+    Triton 3.6 fails to compile that gather when the table has fewer columns than warps), and an odd
+    VEC needs no padding. The VEC lookups of a code share its unpacking."""
+    return lookup(table, codes * VEC + t)
 
 
 @triton.constexpr_function

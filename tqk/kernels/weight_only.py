@@ -24,9 +24,9 @@ each program loads once into registers (decode.load_table); the code is an index
 Vector codebooks (VEC > 1, WeightFormat.vector_size): a code stands for VEC consecutive input
 features and its entry is VEC floats. The kernels then walk K in codes (K and GROUP_SIZE are divided
 by VEC), plane j of a block still being SPAN consecutive codes, so SPAN * VEC consecutive features.
-The GEMV multiplies each code's entry with its VEC activations and sums them (vals is then a code's
-products, and the plane's x is 1); the GEMM lays a plane out as [BLOCK_N, SPAN * W] weight columns
-and loads x.T in the same K order (W = VEC rounded up to a power of two, the padding 0 in both).
+Feature t of a plane's codes (decode.lookup_feature) is a plane of scalar values against
+x[code * VEC + t]: the GEMV sums a code's VEC products before the scale (vals is then the code's
+products, and the plane's x is 1), the GEMM makes each feature a dot of its own.
 """
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ import triton
 import triton.language as tl
 
 from ..layouts import packing
-from .decode import (biased_pos, decode_codes, decode_plane, decode_plane_biased, decode_vector_plane, is_dense,
-                     load_slices, load_table, lookup_vectors, plane_bias, plane_gain, slice_columns, slices,
-                     unpack_planes, vector_width, words_per_block)
+from .decode import (biased_pos, decode_codes, decode_plane, decode_plane_biased, is_dense, load_slices, load_table,
+                     lookup_feature, plane_bias, plane_gain, slice_columns, slices, unpack_plane, unpack_planes,
+                     words_per_block)
 
 
 MAX_VECTOR = 8  # the longest codebook vector: features per code
@@ -211,16 +211,23 @@ def _rows_and(mask, in_k):
 
 
 @triton.jit
-def _load_x_vectors(x_row, codes, K, VEC: tl.constexpr, EVEN_K: tl.constexpr):
-    """The activations of vector codes `codes` ([C] code indices, K in codes): [C, vector_width(VEC)],
-    feature t of code c at x[c * VEC + t]; 0 past VEC (the table's padding) and past K."""
-    t = tl.arange(0, vector_width(VEC))
-    ptrs = x_row + codes[:, None] * VEC + t[None, :]
-    if EVEN_K and vector_width(VEC) == VEC:
-        return tl.load(ptrs, eviction_policy="evict_last").to(tl.float32)
-    else:
-        mask = (t < VEC)[None, :] & (codes < K)[:, None]
-        return tl.load(ptrs, mask=mask, other=0.0, eviction_policy="evict_last").to(tl.float32)
+def _vector_products(words, words1, words2, j: tl.constexpr, codes_at, x_row, K, table, BITS: tl.constexpr,
+                     SPAN: tl.constexpr, VEC: tl.constexpr, EVEN_K: tl.constexpr, PTX: tl.constexpr):
+    """sum over t of table[c, t] * x[c * VEC + t] for the codes c of plane j of a word tile ([R, C];
+    codes_at [C]: each column's code index, K in codes): a vector plane's products, feature by feature,
+    each feature a lookup of its own (decode.lookup_feature) against a strided load of x."""
+    codes = unpack_plane(words, j, BITS, SPAN, words1, words2, PTX)
+    for t in tl.static_range(VEC):
+        if EVEN_K:
+            x_t = tl.load(x_row + codes_at * VEC + t, eviction_policy="evict_last").to(tl.float32)
+        else:
+            x_t = tl.load(x_row + codes_at * VEC + t, mask=codes_at < K, other=0.0,
+                          eviction_policy="evict_last").to(tl.float32)
+        if t == 0:
+            vals = lookup_feature(table, codes, t, VEC) * x_t[None, :]
+        else:
+            vals += lookup_feature(table, codes, t, VEC) * x_t[None, :]
+    return vals
 
 
 @triton.jit
@@ -257,8 +264,7 @@ def _gemv_block(acc, x_sum, words, words1, words2, k0, x_cols, x_row, scale_ptr,
         kk = k0 + j * SPAN + x_cols
         if VEC > 1:  # vector codes: each code's entry meets its VEC activations here, so vals is already
             #          sum_t table[code, t] * x[code * VEC + t] (a code's products), and the plane's x is 1
-            xv = _load_x_vectors(x_row, kk, K, VEC, EVEN_K)
-            vals = tl.sum(decode_vector_plane(words, j, BITS, SPAN, table, words1, words2, PTX) * xv[None, :, :], 2)
+            vals = _vector_products(words, words1, words2, j, kk, x_row, K, table, BITS, SPAN, VEC, EVEN_K, PTX)
             xj = tl.full(x_cols.shape, 1.0, tl.float32)
         elif EVEN_K:  # K is a multiple of a split's step: no mask, so the x loads vectorize
             xj = tl.load(x_row + kk, eviction_policy="evict_last").to(tl.float32)
@@ -488,22 +494,6 @@ def _tile_ids(pid, num_n, num_m, GROUP_N: tl.constexpr):
 
 
 @triton.jit
-def _load_xt_vectors(x_rows, first, CODES: tl.constexpr, K, VEC: tl.constexpr, EVEN_K: tl.constexpr):
-    """x.T for CODES vector codes from code `first` (K in codes), x_rows [1, BLOCK_M] at each row of x:
-    [CODES * vector_width(VEC), BLOCK_M], row i feature i % W of code first + i // W (W the width),
-    the K order of the decoded weight's columns; 0 past VEC and past K."""
-    W: tl.constexpr = vector_width(VEC)
-    i = tl.arange(0, CODES * W)
-    code = first + i // W
-    t = i % W
-    ptrs = x_rows + (code * VEC + t)[:, None]
-    if EVEN_K and W == VEC:
-        return tl.load(ptrs)
-    else:
-        return tl.load(ptrs, mask=((t < VEC) & (code < K))[:, None], other=0.0)
-
-
-@triton.jit
 def weight_only_gemm_kernel(
     x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr,
     M, N, K, words_per_row, n_groups, stride_xm, stride_om,
@@ -515,7 +505,6 @@ def weight_only_gemm_kernel(
     VEC: tl.constexpr = 1, table_ptr=None,  # a codebook's entries (ELEMENT "lut"), of VEC features each
 ):
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
-    VW: tl.constexpr = vector_width(VEC)  # a code's K extent in an operand: VEC features, padded with zeros
     if VEC > 1:  # K in codes from here on, as GROUP_SIZE is (WeightFormat.constexprs)
         K = K // VEC
     # Where the group scale is applied: per row (GROUP_SIZE == 0) in the epilogue; when a whole
@@ -541,7 +530,7 @@ def weight_only_gemm_kernel(
         w_ptrs = w_ptr + rn_c[:, None].to(tl.int64) * words_per_row + span[None, :]
     x_ptrs = x_ptr + rm_c[None, :].to(tl.int64) * stride_xm + span[:, None]  # x.T tile [SPAN, BLOCK_M]
 
-    x_rows = x_ptr + rm_c[None, :].to(tl.int64) * stride_xm  # (vector codes: _load_xt_vectors)
+    x_rows = x_ptr + rm_c[None, :].to(tl.int64) * stride_xm  # [1, BLOCK_M]: x's rows, for vector codes' x.T
     table = load_table(table_ptr, ELEMENT, BITS, VEC)  # once per program; 0 without a codebook
     acc = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
     for blk in range(pid_k, words_per_row // WPB, SPLIT_K):
@@ -552,32 +541,34 @@ def weight_only_gemm_kernel(
             zero = _zero_of(zero_ptr, offs, _rows_and(mask_n, k0 < K), ZERO_MODE, ZERO_OFFSET)
         if PER_BLOCK:
             part = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
+        # Vector codes (VEC > 1): feature t of every code is a block (or plane) of its own, against
+        # x[code * VEC + t]; the VEC of them share the codes, the scales and the accumulator.
         if ONE_DOT:  # all planes as one [BLOCK_N, BLOCK_K] operand: plane-major is K order
             plane = tl.arange(0, PER_WORD)
-            if VEC > 1:  # [BLOCK_N, PER_WORD, SPAN * VW]: the planes' entries, still in K order
-                codes = tl.reshape(unpack_planes(words, BITS, PER_WORD, SPAN, words1, words2), [BLOCK_N, BLOCK_K])
-                vals = tl.reshape(lookup_vectors(table, codes), [BLOCK_N, PER_WORD, SPAN * VW])
-            else:
-                vals = decode_codes(unpack_planes(words, BITS, PER_WORD, SPAN, words1, words2), ELEMENT, table)
-            if PER_ELEMENT:
-                k_plane = k0 + plane * SPAN
-                offs_p = (k_plane // GROUP_SIZE)[None, :] * N + rn_c[:, None]
-                ok = mask_n[:, None] & (k_plane < K)[None, :]
-                scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_p, ok, ZERO_MODE, ZERO_OFFSET, False, SCALE_FMT)
-                w3 = vals * scale[:, :, None] - zs[:, :, None]
-            else:
-                w3 = vals - zero[:, None, None]
-            if VEC > 1:
-                xt = _load_xt_vectors(x_rows, k0, BLOCK_K, K, VEC, EVEN_K)
-            else:
-                kk = k0 + tl.arange(0, BLOCK_K)
-                xt = tl.load(x_ptr + rm_c[None, :].to(tl.int64) * stride_xm + kk[:, None],
+            codes = unpack_planes(words, BITS, PER_WORD, SPAN, words1, words2)
+            kk = k0 + tl.arange(0, BLOCK_K)
+            for t in tl.static_range(VEC):
+                if VEC > 1:
+                    vals = lookup_feature(table, codes, t, VEC)
+                else:
+                    vals = decode_codes(codes, ELEMENT, table)
+                if PER_ELEMENT:
+                    if t == 0:
+                        k_plane = k0 + plane * SPAN
+                        offs_p = (k_plane // GROUP_SIZE)[None, :] * N + rn_c[:, None]
+                        ok = mask_n[:, None] & (k_plane < K)[None, :]
+                        scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_p, ok, ZERO_MODE, ZERO_OFFSET, False,
+                                                  SCALE_FMT)
+                    w3 = vals * scale[:, :, None] - zs[:, :, None]
+                else:
+                    w3 = vals - zero[:, None, None]
+                xt = tl.load(x_rows + (kk * VEC + t)[:, None],
                              mask=None if EVEN_K else (kk < K)[:, None], other=None if EVEN_K else 0.0)
-            w = tl.reshape(w3, [BLOCK_N, BLOCK_K * VW])
-            if PER_BLOCK:
-                part = _dot(w, xt, part, DOT_F32)
-            else:
-                acc = _dot(w, xt, acc, DOT_F32)
+                w = tl.reshape(w3, [BLOCK_N, BLOCK_K])
+                if PER_BLOCK:
+                    part = _dot(w, xt, part, DOT_F32)
+                else:
+                    acc = _dot(w, xt, acc, DOT_F32)
         else:
             if PER_ELEMENT and GROUP_SIZE % BLOCK_K == 0:  # one group for the whole block: load once
                 offs = (k0 // GROUP_SIZE) * N + rn_c
@@ -585,30 +576,33 @@ def weight_only_gemm_kernel(
                                           ZERO_OFFSET, False, SCALE_FMT)
             for j in tl.static_range(PER_WORD):
                 kk = k0 + j * SPAN
-                if VEC > 1:  # [SPAN * VW] features of the plane's codes, as x.T and as the weight's columns
-                    xt = _load_xt_vectors(x_rows, kk, SPAN, K, VEC, EVEN_K)
-                    vals = tl.reshape(decode_vector_plane(words, j, BITS, SPAN, table, words1, words2, PTX),
-                                      [BLOCK_N, SPAN * VW])
-                elif EVEN_K:  # no K padding: every block is whole, no mask to compute
-                    xt = tl.load(x_ptrs + kk)
-                else:
-                    xt = tl.load(x_ptrs + kk, mask=(kk + span < K)[:, None], other=0.0)
-                if VEC == 1:  # (not UNSCALED: its gain folded into the scale overflows float32 for scales near its top)
-                    vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2, table)
-                if PER_ELEMENT:
-                    if GROUP_SIZE % BLOCK_K != 0:  # this plane's own group
-                        offs_j = (kk // GROUP_SIZE) * N + rn_c
-                        scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_j, _rows_and(mask_n, kk < K),
-                                                  ZERO_MODE, ZERO_OFFSET, False, SCALE_FMT)
-                    w = vals * scale[:, None] - zs[:, None]  # (q - z) * s as one FMA
-                elif ZERO_MODE == "offset":
-                    w = vals
-                else:
-                    w = vals - zero[:, None]
-                if PER_BLOCK:
-                    part = _dot(w, xt, part, DOT_F32)
-                else:
-                    acc = _dot(w, xt, acc, DOT_F32)
+                if VEC > 1:
+                    codes = unpack_plane(words, j, BITS, SPAN, words1, words2, PTX)
+                for t in tl.static_range(VEC):
+                    if VEC > 1:
+                        vals = lookup_feature(table, codes, t, VEC)
+                        xt = tl.load(x_rows + ((kk + span) * VEC + t)[:, None],
+                                     mask=None if EVEN_K else (kk + span < K)[:, None], other=None if EVEN_K else 0.0)
+                    elif EVEN_K:  # no K padding: every block is whole, no mask to compute
+                        xt = tl.load(x_ptrs + kk)
+                    else:
+                        xt = tl.load(x_ptrs + kk, mask=(kk + span < K)[:, None], other=0.0)
+                    if VEC == 1:  # (not UNSCALED: its gain folded into the scale overflows float32 for scales near its top)
+                        vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2, table)
+                    if PER_ELEMENT:
+                        if GROUP_SIZE % BLOCK_K != 0 and t == 0:  # this plane's own group
+                            offs_j = (kk // GROUP_SIZE) * N + rn_c
+                            scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_j, _rows_and(mask_n, kk < K),
+                                                      ZERO_MODE, ZERO_OFFSET, False, SCALE_FMT)
+                        w = vals * scale[:, None] - zs[:, None]  # (q - z) * s as one FMA
+                    elif ZERO_MODE == "offset":
+                        w = vals
+                    else:
+                        w = vals - zero[:, None]
+                    if PER_BLOCK:
+                        part = _dot(w, xt, part, DOT_F32)
+                    else:
+                        acc = _dot(w, xt, acc, DOT_F32)
         if PER_BLOCK:
             scale = _load_scale(scale_ptr + offs, _rows_and(mask_n, k0 < K), SCALE_FMT, False)
             acc += part * scale[:, None]
