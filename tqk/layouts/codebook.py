@@ -7,7 +7,8 @@ The codes, [N, K / v], are packed as AffineLayout packs codes of that width (tqk
 so a b-bit code costs b bits; the table, [2**b] (vectors: [2**b, v]) in the model dtype, is the
 weight's fourth tensor (QuantizedLinearWeight.table), and the kernels take it as their last argument.
 Each program loads the whole table once into registers and decodes a plane of codes with one lookup
-(tl.gather, tqk/kernels/decode.py: lookup, lookup_vectors). The kernel reads, per block of a row:
+(tl.gather, tqk/kernels/decode.py: lookup; for vectors one per feature, lookup_feature). The kernel
+reads, per block of a row:
 
     packed words (the bit planes of AffineLayout, e.g. 4 bits: word s = lanes s of planes 7..0)
       -> plane j's SPAN codes c (shift and mask; dense widths OR their slices together)
@@ -16,9 +17,8 @@ Each program loads the whole table once into registers and decodes a plane of co
 
 and for vectors the same codes, each decoded to its v features (K counted in codes, k0 and j too):
 
-      -> table[c, 0 .. v-1]               (a [2**b, W] register tile, W = v rounded up to a power of two,
-                                           zeros past v)
-      -> * x[(k0 + j * SPAN + s) * v + t] for t < v, summed: plane j covers SPAN * v consecutive features
+      -> table[c, t] for t = 0 .. v-1     (the register table's rows one after another: entry c * v + t)
+      -> * x[(k0 + j * SPAN + s) * v + t], summed: plane j covers SPAN * v consecutive features
 
 so a group (scale_block_size) must hold whole planes: a multiple of SPAN * v features.
 
@@ -70,8 +70,8 @@ class CodebookLayout(Layout):
     def examples(cls):
         # Few, for the interpreter's time (an example costs ~35 s of CI, a dense width ~100 s): 256
         # entries with group scales; 256 pairs with groups of two planes (the GEMV's per-group sums,
-        # the GEMM's per-plane scales); 4-bit codes of 3 features per row (a padded vector width, K
-        # not a power of two). tests/layouts/test_codebook.py runs 4 bits per row, the dense widths
+        # the GEMM's per-plane scales); 4-bit codes of 3 features per row (an odd vector, a table
+        # tile past its entries). tests/layouts/test_codebook.py runs 4 bits per row, the dense widths
         # and every vector size on exact data, once per kernel.
         return [cls(nbits=8, group_size=32), cls(nbits=8, group_size=64, vector_size=2),
                 cls(nbits=4, vector_size=3)]
