@@ -37,6 +37,16 @@ with torch.no_grad():
 
     for _ in range(3):
         print(name, batch, {k: f"{v * 1e3:.3f} ms" for k, v in timing.host_readings(step, 64, dev).items()})
+    # Kernels per replay (CUPTI sees the graph's kernels): a heavier graph costs the host more per launch.
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as kp:
+        for _ in range(10):
+            step()
+        torch.cuda.synchronize()
+    kernels = [e for e in kp.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    print(name, batch, "GPU ops per replay:", sum(e.count for e in kernels) / 10)
+    for e in sorted(kernels, key=lambda e: -e.count)[:12]:
+        print(f"  {e.count / 10:6.1f}  {e.key[:110]}")
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(200):

@@ -41,10 +41,10 @@ def device():
 
 @pytest.fixture
 def deterministic_kernels(monkeypatch):
-    """split_k = 1 for every call through tqk's op. Split-K adds partial products with float32
-    atomics, in an order that varies from run to run on a GPU: tests that compare two runs bit
-    for bit (eager vs compiled, saved vs loaded) need a single order. (Kernel correctness with
-    split-K is tested directly, in tests/layouts.)"""
+    """split_k = 1 for every call through tqk's op, for tests that compare two runs bit for bit (eager
+    vs compiled, saved vs loaded). Split-K adds its partials in a fixed order, but each split rounds
+    its own float32 sum, and two runs can pick configs of different splits (a dynamic M takes its
+    region's config, tqk.ops). (Kernel correctness with split-K is tested directly, in tests/layouts.)"""
     import dataclasses
 
     import tqk.ops

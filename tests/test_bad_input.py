@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import tqk
+import tqk.ops  # (imported by the first call otherwise: the tests below patch it before any)
 from tqk import testing as T
 
 DT = torch.bfloat16
@@ -190,6 +191,31 @@ def test_split_k_counters_are_made_with_the_layer(monkeypatch):
     monkeypatch.setattr(tuning, "select_config", lambda key, n, k, m, device: gemm)
     lin.to(DEV)
     assert lin.split_counters is None
+
+
+def test_split_k_gemm_counters_are_made_with_the_layer(monkeypatch):
+    """A layer whose GEMM splits K holds counters from quantize_ on too: one per (M tile, N tile) of the
+    largest M its config serves (bucket 16's serves M up to 64 under dynamic shapes, tqk.ops), so its
+    calls never make a buffer of their own, and they leave the counters at zero."""
+    from tqk.kernels import tuning, weight_only
+    split = tuning.KernelConfig("gemm", block_n=16, block_m=16, split_k=3)
+    plain = tuning.KernelConfig("gemm", block_n=16, block_m=16)
+    for module in (tuning, tqk.ops):
+        monkeypatch.setattr(module, "select_config",
+                            lambda key, n, k, m, device: split if tuning.m_bucket(m) == 16 else plain)
+    assert weight_only.split_counter_slots(tqk.layouts.AffineLayout(32).weight_format(), 40, 512, DEV) == 4 * 3
+    lin = qlinear(k=512, n=40)
+    assert lin.split_counters is not None and int(lin.split_counters.count_nonzero()) == 0
+    own = []
+    real = weight_only.split_counts
+    monkeypatch.setattr(weight_only, "split_counts", lambda counters, slots, device: (
+        own.append(counters is None or counters.numel() < slots), real(counters, slots, device))[1])
+    for m in (16, 9, 16):
+        x = torch.randn(m, 512, dtype=DT, device=DEV)
+        T.assert_close_to_reference(lin(x), T.reference_linear(x, lin.weight, lin.bias), x=x, weight=lin.weight,
+                                    bias=lin.bias)
+        assert int(lin.split_counters.count_nonzero()) == 0
+    assert own == [False] * 3
 
 
 # ------------------------------------------------------------------------------------------

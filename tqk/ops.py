@@ -18,17 +18,12 @@ import torch
 from torch.library import wrap_triton
 
 from .kernels import reference
-from .kernels.tuning import select_config
+from .kernels.tuning import M_REGIONS, select_config
 from .kernels.scaled_mm import launch_scaled_mm, quantize_in_prologue, scaled_config
 from .kernels.weight_only import WeightFormat, interpreting, launch_weight_only
 from .quant.activation import activation_scales, quantize_activation
 
 ACTIVATION_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
-
-# Dynamic M, traced once per region: (last M of the region, the M whose config it runs). Static M
-# (every CUDA-graph decode step, dynamo's first compile) gets its own bucket's config instead.
-M_REGIONS = ((64, 16), (None, 2048))
-
 
 def _config_m(m) -> int:
     """The M whose config serves this call: m itself, or for a symbolic m its region's stand-in

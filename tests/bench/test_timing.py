@@ -97,5 +97,7 @@ def test_host_readings_after_time_steps_stay_inside_the_cache():
         pos[0] -= n
 
     timing.time_steps(step, n, "cpu", repeats, rewind=rewind)
-    got = timing.host_readings(step, n, "cpu", rewind=rewind)
+    before = len(seen)
+    got = timing.host_readings(step, n, "cpu", rewind=rewind, rounds=2)
     assert max(seen) == cap - 1 and got["queued"] > 0 and math.isnan(got["stalled"])
+    assert len(seen) - before == 2 * n  # each round of readings is one loop of n steps (CPU: no stalled loop)

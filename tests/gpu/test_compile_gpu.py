@@ -3,11 +3,11 @@
 
     pytest -m gpu tests/gpu/test_compile_gpu.py
 
-No deterministic_kernels fixture here, on purpose: the split-K paths (the GEMV's counters, the
-GEMM's float32 atomics) are the ones that broke under CUDA graphs, so they must run. Compiled and
-eager runs may then add split-K partials in another order: outputs are compared within a small
-fraction of their scale (tiny_models.assert_close_run), far below what a wrong kernel, a
-stale CUDA-graph buffer or an unwritten KV cache gives.
+No deterministic_kernels fixture here, on purpose: the split-K paths (their counters) are the ones
+that broke under CUDA graphs, so they must run. Compiled and eager runs may then pick configs of
+different splits (a dynamic M takes its region's): outputs are compared within a small fraction of
+their scale (tiny_models.assert_close_run), far below what a wrong kernel, a stale CUDA-graph buffer
+or an unwritten KV cache gives.
 """
 from __future__ import annotations
 
@@ -133,14 +133,15 @@ def test_every_format_family_first_call(name, mode):
     assert graph_breaks() == {}
 
 
+@pytest.mark.parametrize("m", [1, 16], ids=lambda m: f"M={m}")
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_one_kernel_per_quantized_linear_under_compile(name):
-    """torch.compile's default mode (no CUDA graphs), M = 1: each quantized linear is one kernel
-    launch, and nothing else runs per layer (no memset of split-K counters or outputs, no cast):
-    the step is the 3 tqk kernels and the 2 ReLUs (inductor may fuse a ReLU into nothing else
-    here: the tqk kernels are opaque to it)."""
+def test_one_kernel_per_quantized_linear_under_compile(name, m):
+    """torch.compile's default mode (no CUDA graphs), M = 1 (the split-K GEMV) and 16 (the split-K
+    GEMM, by the heuristic at these N): each quantized linear is one kernel launch, and nothing else
+    runs per layer (no memset of split-K counters or outputs, no cast): the step is the 3 tqk kernels
+    and the 2 ReLUs (inductor may fuse a ReLU into nothing else here: the tqk kernels are opaque to it)."""
     model = quantized_mlp(DIMS, CONFIGS[name], DT, CUDA)
-    kernels = compiled_call_kernels(model, torch.randn(1, DIMS[0], dtype=DT, device=CUDA))
+    kernels = compiled_call_kernels(model, torch.randn(m, DIMS[0], dtype=DT, device=CUDA))
     tqk_kernels = [k for k in kernels if "weight_only" in k]
     assert len(tqk_kernels) == 3, kernels
     assert len(kernels) <= 3 + 2, kernels

@@ -26,10 +26,11 @@ CONFIGS = {"int4-g128": tqk.Int4WeightOnlyConfig(group_size=128), "int4-g32": tq
 
 @pytest.fixture
 def gemm_without_split_k(monkeypatch):
-    """The split-K GEMM adds partials with float32 atomics, in an order that varies from run to run;
-    the prefill (M = prompt length) runs it, so two generates could differ in the last bit of their
-    KV caches. Only the GEMM loses split-K here: the split-K GEMV of the decode steps, whose counters
-    are what broke under CUDA graphs, adds its partials in a fixed order and keeps its configs."""
+    """Written when the split-K GEMM added its partials with float32 atomics, in an order that varied
+    from run to run (the prefill runs it, so two generates could differ in the last bit of their KV
+    caches). It now adds them in a fixed order, like the GEMV, so this fixture can go once a GPU run
+    shows the tokens still equal without it. The split-K GEMV of the decode steps, whose counters are
+    what broke under CUDA graphs, keeps its configs."""
     select = tqk.ops.select_config
 
     def no_split_gemm(*args, **kwargs):

@@ -184,6 +184,50 @@ def test_gemv_split_k_leaves_its_counters_at_zero():
     T.assert_close_to_reference(first, T.reference_linear(x, qw), x=x, weight=qw)
 
 
+GEMM_SPLIT_LAYOUTS = [ex for ex in EXAMPLES if repr(ex) in (
+    "AffineLayout(group_size=32, nbits=4, symmetric=False, span=16)",  # a group scale per K block
+    "AffineLayout(group_size=0, nbits=8, symmetric=True, span=16)",  # per row: K need not fill a block
+    "AffineLayout(group_size=128, nbits=3, symmetric=False, span=16)")]  # dense slices
+
+
+@pytest.mark.parametrize("config", [KernelConfig("gemm", block_n=16, block_m=16, split_k=3),
+                                    KernelConfig("gemm", block_n=32, block_m=32, split_k=4, one_dot=True)],
+                         ids=["16x16-split3", "32x32-split4-one-dot"])
+@pytest.mark.parametrize("layout", GEMM_SPLIT_LAYOUTS, ids=repr)
+def test_gemm_split_k_in_one_launch_leaves_its_counters_at_zero(layout, config):
+    """Split-K GEMM: each split stores its partial, the tile's last adds them, writes x's dtype and sets
+    the tile's counter back to 0. Odd M, N and K (ragged M and N tiles, a ragged last K block, splits of
+    unequal block counts), each called twice on the same counters: a counter left set leaves the second
+    call's tiles unwritten, a split dropped or counted twice is off by a block's products, the bias by 64.
+    The reference's bound is loose here (the dot rounds the weight to bf16), so the split output is also
+    held to the unsplit one's: the same products added in another order, one rounding to bf16 apart."""
+    fmt = layout.weight_format()
+    torch.manual_seed(config.split_k)
+    ragged = layout.group_size or 13  # whole groups; per row, an odd K
+    for m, n, k in ((1, 24, 6 * fmt.block_k + ragged), (5, 40, 8 * fmt.block_k), (33, 40, 3 * fmt.block_k + ragged)):
+        qw = T.quantize_for_layout(torch.randn(n, k, dtype=torch.bfloat16, device=DEVICE), layout)
+        x = torch.randn(m, k, dtype=torch.bfloat16, device=DEVICE)
+        bias = 64 * torch.randn(n, dtype=torch.bfloat16, device=DEVICE)
+        tiles = -(-m // config.block_m) * -(-n // config.block_n)
+        counters = torch.zeros(tiles, dtype=torch.int32, device=DEVICE)  # exactly enough: no buffer of its own
+
+        def run():
+            return launch_weight_only(x, qw.packed, qw.scales, qw.zeros, bias, fmt, n, k, config, counters=counters)
+
+        first = run()
+        assert first.dtype == x.dtype and int(counters.count_nonzero()) == 0, "split-K left a counter set"
+        T.assert_close_to_reference(first, T.reference_linear(x, qw, bias), x=x, weight=qw, bias=bias,
+                                    msg=f"M={m} N={n} K={k} {config}")
+        unsplit = launch_weight_only(x, qw.packed, qw.scales, qw.zeros, bias, fmt, n, k,
+                                     dataclasses.replace(config, split_k=1)).double()
+        apart = (first.double() - unsplit).abs()
+        ulp = torch.finfo(x.dtype).eps * torch.maximum(first.double().abs(), unsplit.abs())
+        assert bool((apart <= ulp + 1e-4 * unsplit.abs().max()).all()), \
+            f"split and unsplit {(apart / ulp).max().item():.3g} ulps apart: M={m} N={n} K={k} {config}"
+        assert torch.equal(run(), first), "the partials are added in a fixed order: the same bits again"
+        assert int(counters.count_nonzero()) == 0
+
+
 @pytest.mark.parametrize("split_k", [1, 2, 3], ids=lambda s: f"split_k={s}")
 @pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
 @settings(max_examples=max(3, settings.default.max_examples // 2))

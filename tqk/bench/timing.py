@@ -288,31 +288,34 @@ def time_steps(step: Callable[[], object], n: int, device, repeats: int = 3,
 
 
 def host_readings(step: Callable[[], object], n: int, device, rewind: Callable[[], object] = lambda: None,
-                  stall_s: float = 0.25) -> dict:
+                  stall_s: float = 0.25, rounds: int = 3) -> dict:
     """Two more readings of the host's cost per step (seconds), to set beside time_steps' idle one:
     "queued": thread CPU time over n back-to-back steps (a launch may wait in the driver once the GPU
     falls behind, and that wait counts); "stalled": thread CPU time per step of n steps issued while
     the GPU sleeps (torch.cuda._sleep), so no launch finds the GPU ready and nothing the host does can
     be a wait for a step: only a synchronization inside step() would show, as the whole stall.
+    Each is the median of `rounds` readings: one reading of a config has come out 2.2x its others on
+    the H200's shared host (tqk-int8, 0.469 ms in run 3 of 2026-12-02 against 0.20-0.23 alone).
     rewind() runs before each loop: after time_steps the step stands n positions past where its
     last loop began, and a decode step must not run past its KV cache. On a CPU "stalled" is NaN."""
-    _sync(device)
-    rewind()
-    c0 = time.thread_time()
-    for _ in range(n):
-        step()
-    queued = (time.thread_time() - c0) / n
-    _sync(device)
-    stalled = math.nan
-    if torch.device(device).type == "cuda":
+    queued, stalled = [], []
+    for _ in range(rounds):
+        _sync(device)
         rewind()
-        torch.cuda._sleep(int(stall_s * 2e9))  # cycles: about stall_s at the H100/H200's 1.98 GHz
         c0 = time.thread_time()
         for _ in range(n):
             step()
-        stalled = (time.thread_time() - c0) / n
+        queued.append((time.thread_time() - c0) / n)
         _sync(device)
-    return {"queued": queued, "stalled": stalled}
+        if torch.device(device).type == "cuda":
+            rewind()
+            torch.cuda._sleep(int(stall_s * 2e9))  # cycles: about stall_s at the H100/H200's 1.98 GHz
+            c0 = time.thread_time()
+            for _ in range(n):
+                step()
+            stalled.append((time.thread_time() - c0) / n)
+            _sync(device)
+    return {"queued": statistics.median(queued), "stalled": statistics.median(stalled) if stalled else math.nan}
 
 
 def graph_floor(step: Callable[[], object], replays: int = 20, repeats: int = 5) -> float:

@@ -38,6 +38,7 @@ import triton.language as tl
 
 from . import tuning
 from .decode import decode_codes
+from .splits import reduce_splits, split_counts
 
 A_SCALES = ("row", "tensor", "block")  # static scales arrive as rows of one value (per tensor too, as codes)
 W_SCALES = ("row", "block", "group")
@@ -201,7 +202,7 @@ def scaled_mm_kernel(
     K steps from step s * steps_per_split and stores its partial sums (int32 for int8 x int8 with row
     scales: exact, so the result is the unsplit one bit for bit) to part_ptr [SPLIT_K, M, N] (stride_part
     = M * N); the last program of a tile to arrive (count_ptr, one zeroed int32 per tile, left at zero)
-    adds the partials in order of s and runs the epilogue."""
+    adds the partials in order of s and runs the epilogue (reduce_splits)."""
     pid = tl.program_id(0)
     num_m, num_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
     width = GROUP_M * num_n  # GROUP_M row tiles walk N together: their weight tiles share the L2
@@ -272,18 +273,12 @@ def scaled_mm_kernel(
         _epilogue(acc, a_scale, w_scale_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m, mask_n, stride_om,
                   A_SCALE, W_SCALE, HAS_BIAS)
     else:
-        mask = mask_m[:, None] & mask_n[None, :]
-        parts = part_ptr + rm_c[:, None].to(tl.int64) * N + rn_c[None, :]
-        tl.store(parts + tl.program_id(1).to(tl.int64) * stride_part, acc, mask=mask)
-        tl.debug_barrier()  # every thread's partial is stored before the count says so
-        counter = count_ptr + pid_m * num_n + pid_n
-        if tl.atomic_add(counter, 1, sem="acq_rel") == SPLIT_K - 1:
-            total = tl.zeros((BLOCK_M, BLOCK_N), dtype=acc.dtype)
-            for s in tl.static_range(SPLIT_K):
-                total += tl.load(parts + s * stride_part, mask=mask, other=0, cache_modifier=".cg")
+        parts = part_ptr + rm[:, None].to(tl.int64) * N + rn[None, :]  # as the output's, masked: shared addresses
+        last, total = reduce_splits(acc, parts, stride_part, mask_m[:, None] & mask_n[None, :],
+                                    count_ptr + pid_m * num_n + pid_n, tl.program_id(1), SPLIT_K)
+        if last:
             _epilogue(total, a_scale, w_scale_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m, mask_n, stride_om,
                       A_SCALE, W_SCALE, HAS_BIAS)
-            tl.atomic_xchg(counter, 0, sem="relaxed")  # ready for the next call
 
 
 @dataclass(frozen=True)
@@ -399,9 +394,7 @@ def launch_scaled_mm(a, a_scales, w_codes, w_scales, w_zeros, bias, fmt: ScaledF
     if split_k > 1:
         exact = fmt.act == "int8" and fmt.a_scale != "block" and fmt.w_scale == "row"  # int32 partial sums
         parts = torch.empty((split_k, m, n), dtype=torch.int32 if exact else torch.float32, device=a.device)
-        counts = counters
-        if counts is None or counts.numel() < tiles:
-            counts = torch.zeros(tiles, dtype=torch.int32, device=a.device)
+        counts = split_counts(counters, tiles, a.device)
     args = (a, a_scales, w_codes, w_scales, w_scales if w_zeros is None else w_zeros,
             w_scales if bias is None else bias, out, parts, counts, m, n, k, a.stride(0), w_codes.stride(0),
             out.stride(0), a_scales.stride(0) if a_scales.dim() == 2 else 1, per_split, m * n)

@@ -20,6 +20,9 @@ from pathlib import Path
 import torch
 
 M_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+# Dynamic M, traced once per region (tqk.ops): (last M of the region, the M whose config it runs). Static M
+# (every CUDA-graph decode step, dynamo's first compile) gets its own bucket's config instead.
+M_REGIONS = ((64, 16), (None, 2048))
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,13 @@ def m_bucket(m: int) -> int:
         if m <= b:
             return b
     return M_BUCKETS[-1]
+
+
+def largest_m(bucket: int) -> int:
+    """The largest M that runs this bucket's config: the bucket, or under dynamic shapes the last M of
+    the region it stands in for. The open last region has none: a split-K call beyond the bucket there
+    finds too few counters and zeroes its own."""
+    return max([bucket] + [last for last, stand_in in M_REGIONS if last is not None and m_bucket(stand_in) == bucket])
 
 
 def results_dir() -> Path:

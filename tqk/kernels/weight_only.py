@@ -10,6 +10,7 @@ One family, two schedules, both specialized by the same format constexprs:
         (it can stay in registers) and M is the narrow side of the MMA. Split-K for small M.
         Per-row scales go to the epilogue; a group scale shared by a whole K block goes to the
         block's partial product when the tile is thin, else to each weight element.
+Both split K in one launch: a tile's last split adds the others' partials (tqk/kernels/splits.py).
 
 Format constexprs (see WeightFormat): BITS, PER_WORD, SPAN, ELEMENT ("uint", "e4m3", "e5m2", "fpx<e><m>", "lut"),
 ZERO_MODE ("none": value = code, "offset": code - ZERO_OFFSET, "tensor": code - zero[group]),
@@ -41,6 +42,7 @@ from ..layouts import packing
 from .decode import (biased_pos, decode_codes, decode_plane, decode_plane_biased, is_dense, load_slices, load_table,
                      lookup_feature, plane_bias, plane_gain, slice_columns, slices, unpack_plane, unpack_planes,
                      words_per_block)
+from .splits import reduce_splits, shared_counters, split_counts
 
 
 MAX_VECTOR = 8  # the longest codebook vector: features per code
@@ -377,9 +379,7 @@ def weight_only_gemv_kernel(
     # s * trips_per_split, so narrow N still fills the GPU. With ADJACENT_SPLITS the splits of one
     # row tile are neighbours in launch order, so the rows are read as one contiguous stretch.
     # Each program stores its partial sums in part[s, m, :] and counts itself in count[m, n]; the
-    # tile's last program to arrive adds the SPLIT_K partials in order of s (the same result
-    # whatever the arrival order), writes out and sets the count back to 0. No zeroed buffer,
-    # no atomics on the output, no cast kernel: one launch.
+    # tile's last program to arrive adds them and writes out (reduce_splits).
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
     if VEC > 1:  # K in codes from here on, as GROUP_SIZE is (WeightFormat.constexprs)
         K = K // VEC
@@ -461,15 +461,10 @@ def weight_only_gemv_kernel(
     if SPLIT_K == 1:
         tl.store(out_ptr + m * stride_om + rn, out.to(out_ptr.dtype.element_ty), mask=mask_n)
     else:
-        tl.store(part_ptr + (pid_s * M + m) * N + rn, out, mask=mask_n)
-        tl.debug_barrier()  # every thread's partial is stored before the count says so
-        counter = count_ptr + m * num_tiles + pid_n
-        if tl.atomic_add(counter, 1, sem="acq_rel") == SPLIT_K - 1:
-            total = tl.zeros([BLOCK_N], dtype=tl.float32)
-            for s in tl.static_range(SPLIT_K):
-                total += tl.load(part_ptr + (s * M + m) * N + rn, mask=mask_n, other=0.0, cache_modifier=".cg")
+        last, total = reduce_splits(out, part_ptr + m * N + rn, M * N, mask_n, count_ptr + m * num_tiles + pid_n,
+                                    pid_s, SPLIT_K)
+        if last:
             tl.store(out_ptr + m * stride_om + rn, total.to(out_ptr.dtype.element_ty), mask=mask_n)
-            tl.atomic_xchg(counter, 0, sem="relaxed")  # ready for the next call
 
 
 @triton.jit
@@ -495,7 +490,7 @@ def _tile_ids(pid, num_n, num_m, GROUP_N: tl.constexpr):
 
 @triton.jit
 def weight_only_gemm_kernel(
-    x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr,
+    x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, part_ptr, count_ptr,
     M, N, K, words_per_row, n_groups, stride_xm, stride_om,
     BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
     ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
@@ -513,7 +508,8 @@ def weight_only_gemm_kernel(
     PER_BLOCK: tl.constexpr = (GROUP_SIZE > 0) and (GROUP_SIZE % BLOCK_K == 0) and (BLOCK_M <= 32 or BLOCK_SCALE)
     PER_ELEMENT: tl.constexpr = (GROUP_SIZE > 0) and not PER_BLOCK
     MINUS: tl.constexpr = ZERO_OFFSET if (ZERO_MODE == "offset" and not PER_ELEMENT) else 0  # in the decode's FADD
-    pid_n, pid_m = _tile_ids(tl.program_id(0), tl.cdiv(N, BLOCK_N), tl.cdiv(M, BLOCK_M), GROUP_N)
+    num_n = tl.cdiv(N, BLOCK_N)
+    pid_n, pid_m = _tile_ids(tl.program_id(0), num_n, tl.cdiv(M, BLOCK_M), GROUP_N)
     pid_k = tl.program_id(1)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -617,8 +613,11 @@ def weight_only_gemm_kernel(
     mask = mask_n[:, None] & mask_m[None, :]
     if SPLIT_K == 1:
         tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=mask)
-    else:
-        tl.atomic_add(out_ptrs, acc, mask=mask, sem="relaxed")
+    else:  # the tile's last split adds the partials and writes out
+        parts = part_ptr + rm[None, :].to(tl.int64) * N + rn[:, None]  # as out_ptrs, masked: shared addresses
+        last, total = reduce_splits(acc, parts, M * N, mask, count_ptr + pid_m * num_n + pid_n, pid_k, SPLIT_K)
+        if last:
+            tl.store(out_ptrs, total.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 def interpreting() -> bool:
@@ -630,52 +629,26 @@ def ptx_ok(device: torch.device) -> bool:
     return device.type == "cuda" and torch.version.cuda is not None and not interpreting()
 
 
-def _output(x2d, n: int, split_k: int) -> torch.Tensor:
-    """A kernel's output: x's dtype, or for the split-K GEMM a zeroed fp32 buffer its programs add into
-    (the caller's .to(x.dtype) is then the one cast; without split-K it returns the tensor as is)."""
-    if split_k == 1:
-        return torch.empty((x2d.shape[0], n), dtype=x2d.dtype, device=x2d.device)
-    return torch.zeros((x2d.shape[0], n), dtype=torch.float32, device=x2d.device)
-
-
 def split_counter_slots(fmt: WeightFormat, n: int, k: int, device: torch.device) -> int:
-    """How many int32 counters the split-K GEMV needs for this weight on `device`: one per (row of
-    x, tile of N) for the largest GEMV call the tuned configs can pick."""
-    from .tuning import M_BUCKETS, select_config
+    """How many int32 counters this weight's split-K calls need on `device`, for the largest M each
+    bucket's tuned config serves (tuning.largest_m): the GEMV's one per (row of x, N tile), the GEMM's
+    one per (M tile, N tile)."""
+    from .tuning import M_BUCKETS, largest_m, select_config
 
     slots = 0
     for bucket in M_BUCKETS:
         config = select_config(fmt.key, n, k, bucket, device)
-        if config.kernel == "gemv" and config.split_k > 1:
-            slots = max(slots, bucket * triton.cdiv(n, config.block_n))
+        if config.split_k > 1:
+            m = largest_m(bucket)
+            per_n_tile = m if config.kernel == "gemv" else triton.cdiv(m, config.block_m)  # rows of x, or M tiles
+            slots = max(slots, per_n_tile * triton.cdiv(n, config.block_n))
     return slots
 
 
-SHARED_COUNTER_SLOTS = 1 << 17  # 512 KiB per device: every Llama-sized layer's GEMV fits
-_SHARED_COUNTERS: dict[torch.device, torch.Tensor] = {}
-
-
 def split_counters(fmt: WeightFormat, n: int, k: int, device: torch.device) -> torch.Tensor | None:
-    """Zeroed counters for this weight's split-K GEMV, or None if it never splits. Made when a layer is
-    quantized or moved, never in a call: a buffer made lazily landed in CUDA-graph trees' pool during
-    warm-up and broke the next replay. Layers on one device share one buffer (the GEMVs run one after
-    another on a stream and each leaves its counters at zero), so a whole model adds one graph input,
-    not one per layer: each input costs CPU time on every CUDA-graph replay."""
+    """Zeroed counters for this weight's split-K calls (the device's shared buffer), or None if it never
+    splits: made when a layer is quantized or moved, never in a call (tqk/kernels/splits.py)."""
     return shared_counters(split_counter_slots(fmt, n, k, device), device)
-
-
-def shared_counters(slots: int, device) -> torch.Tensor | None:
-    """The device's one zeroed int32 counter buffer, at least `slots` long (None for 0): every split-K
-    kernel of tqk (the GEMV, the scaled GEMM) leaves its counters at zero, and they run one after
-    another on a stream, so all of a model's layers share it."""
-    if slots == 0:
-        return None
-    device = torch.device(device)
-    shared = _SHARED_COUNTERS.get(device)
-    if shared is None or shared.numel() < slots:
-        shared = torch.zeros(max(slots, SHARED_COUNTER_SLOTS), dtype=torch.int32, device=device)
-        _SHARED_COUNTERS[device] = shared
-    return shared
 
 
 def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: int, k: int, config,
@@ -683,8 +656,8 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
                        table: torch.Tensor | None = None) -> torch.Tensor:
     """Launch the kernel that `config` names. Inputs are checked by the caller (tqk.ops).
 
-    counters: zeroed int32 slots for the split-K GEMV (split_counter_slots), which it leaves at zero;
-    without them (or too few) a zeroed buffer is made for this call, which costs a memset.
+    counters: zeroed int32 slots for split-K (split_counter_slots), which it leaves at zero; without
+    them (or too few) a zeroed buffer is made for this call, which costs a memset.
     wrap: torch.library.wrap_triton inside a triton_op, so inductor launches the kernel itself.
     table: a codebook's [2**bits] entries ([2**bits, vector_size] for vector codes), else None."""
     m = x2d.shape[0]
@@ -702,13 +675,11 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         chunk = triton.cdiv(trips, max(1, config.split_k))  # trips per split
         split_k = triton.cdiv(trips, chunk)
         tiles = triton.cdiv(n, config.block_n)
-        out = _output(x2d, n, 1)  # split-K or not, the GEMV writes x's dtype itself
+        out = x2d.new_empty((m, n))
         parts = counts = None  # never read without split-K
         if split_k > 1:
             parts = torch.empty((split_k, m, n), dtype=torch.float32, device=x2d.device)
-            counts = counters
-            if counts is None or counts.numel() < m * tiles:
-                counts = torch.zeros(m * tiles, dtype=torch.int32, device=x2d.device)
+            counts = split_counts(counters, m * tiles, x2d.device)
         wrap(weight_only_gemv_kernel)[(tiles * split_k, m)](
             x2d, packed, scales, zeros, bias, out, parts, counts, m, n, k, words_per_row, n_groups,
             x2d.stride(0), out.stride(0), chunk, tiles, HAS_BIAS=bias is not None,
@@ -721,10 +692,14 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         )
         return out
     split_k = max(1, min(config.split_k, words_per_row // fmt.words_per_block))
-    out = _output(x2d, n, split_k)
-    grid = (triton.cdiv(n, config.block_n) * triton.cdiv(m, config.block_m), split_k)
-    wrap(weight_only_gemm_kernel)[grid](
-        x2d, packed, scales, zeros, bias, out, m, n, k, words_per_row, n_groups,
+    tiles = triton.cdiv(n, config.block_n) * triton.cdiv(m, config.block_m)
+    out = x2d.new_empty((m, n))
+    parts = counts = None  # never read without split-K
+    if split_k > 1:
+        parts = torch.empty((split_k, m, n), dtype=torch.float32, device=x2d.device)
+        counts = split_counts(counters, tiles, x2d.device)
+    wrap(weight_only_gemm_kernel)[(tiles, split_k)](
+        x2d, packed, scales, zeros, bias, out, parts, counts, m, n, k, words_per_row, n_groups,
         x2d.stride(0), out.stride(0), HAS_BIAS=bias is not None, BLOCK_N=config.block_n,
         BLOCK_M=config.block_m, SPLIT_K=split_k, GROUP_N=config.group_n,
         ONE_DOT=config.one_dot or fmt.span < 16,  # a plane narrower than 16 is too thin for a dot
@@ -733,4 +708,4 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
         num_warps=config.num_warps, num_stages=config.num_stages, **consts,
         table_ptr=table,
     )
-    return out.to(x2d.dtype)
+    return out

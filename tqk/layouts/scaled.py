@@ -25,7 +25,7 @@ from typing import ClassVar
 import torch
 
 from ..kernels.scaled_mm import ACT_QUANT, BLOCK, ScaledFormat, split_counter_slots
-from ..kernels.weight_only import shared_counters
+from ..kernels.splits import shared_counters
 from .base import Layout, register_layout
 
 ACT = ("int8", "e4m3")

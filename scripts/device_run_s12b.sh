@@ -1,0 +1,10 @@
+#!/bin/bash
+# Twelfth session, run 2 (<= 560 s on one H200): the GPU suite, `pytest -m gpu`, in 6 processes on the one GPU
+# (pytest-xdist is on the image), each test at most 300 s; then a short table of outcomes. Files in $OUT.
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl 2>/dev/null
+export PYTHONPATH=$PWD:$PWD/scripts:/tmp/site
+T0=$SECONDS
+timeout 540 python3 -m pytest -m gpu -q -n 6 -p no:randomly --timeout 300 -rfEx --durations=12 tests \
+  > $OUT/pytest_gpu.txt 2>&1
+echo "== pytest -m gpu: rc $? ($((SECONDS - T0)) s)"
+grep -E "^(FAILED|ERROR|XFAIL|XPASS)|passed|failed|slowest|^[0-9.]+s " $OUT/pytest_gpu.txt | cut -c1-230 | tail -40
