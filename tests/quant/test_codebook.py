@@ -58,7 +58,7 @@ def test_every_weight_maps_to_its_nearest_entry(config, dtype):
 def test_vector_kmeans_is_a_fixed_point_and_deterministic():
     """Converged Lloyd in 3 dimensions (fewer vectors than the sample bound: k-means sees them all): every
     entry is the mean of the vectors nearest to it; the same data and seed give the same table bit for
-    bit, whichever order the vectors come in only through the seeded start (the means are sorted sums)."""
+    bit (a seeded start, means from sorted prefix sums); another seed is another start."""
     v = torch.randn(2_000, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     table = kmeans_vectors(v, 16, max_iter=1000)
     assert table.shape == (16, 3) and torch.equal(table, kmeans_vectors(v, 16, max_iter=1000))

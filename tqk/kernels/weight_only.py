@@ -71,8 +71,9 @@ class WeightFormat:
             raise ValueError(f"vector_size must be in 1..{MAX_VECTOR}, got {self.vector_size}")
         if self.vector_size > 1:
             if self.element != "lut" or self.zero_mode != "none" or self.scale_fmt != "float":
-                raise ValueError(f"vector codes index a codebook (element 'lut', no zero point, float scales): got "
-                                 f"element={self.element!r}, zero_mode={self.zero_mode!r}, scale_fmt={self.scale_fmt!r}")
+                raise ValueError(f"vector codes index a codebook (element 'lut', no zero point, float scales): "
+                                 f"got element={self.element!r}, zero_mode={self.zero_mode!r}, "
+                                 f"scale_fmt={self.scale_fmt!r}")
             if self.group_size % (self.span * self.vector_size):  # a plane of `span` codes never straddles a group
                 raise ValueError(f"group_size={self.group_size} of {self.vector_size}-vector codes must be a multiple "
                                  f"of {self.span * self.vector_size} (a plane of {self.span} codes)")
@@ -583,7 +584,7 @@ def weight_only_gemm_kernel(
                         xt = tl.load(x_ptrs + kk)
                     else:
                         xt = tl.load(x_ptrs + kk, mask=(kk + span < K)[:, None], other=0.0)
-                    if VEC == 1:  # (not UNSCALED: its gain folded into the scale overflows float32 for scales near its top)
+                    if VEC == 1:  # (not UNSCALED: its gain folded into the scale overflows float32 near its top)
                         vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2, table)
                     if PER_ELEMENT:
                         if GROUP_SIZE % BLOCK_K != 0 and t == 0:  # this plane's own group

@@ -20,7 +20,7 @@ seeded sample of at most KMEANS_SAMPLE_PER_ENTRY vectors per entry (FAISS's defa
 seeded k-means++ start, for at most KMEANS_VECTOR_ITERATIONS iterations; the codes of the whole weight
 are then chosen against the stored table. The means are deterministic (the vectors sorted by code and
 differences of prefix sums, no scatter-add). On a seeded 1024 x 1024 N(0, 1) weight, 8-bit pairs
-(4 bits per weight) give 21.0 dB of output SQNR where 4-bit scalar codes give 20.3.
+(4 bits per weight) give 21.1 dB of output SQNR where 4-bit scalar codes give 20.3.
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ import torch
 KMEANS_ITERATIONS = 300  # an iteration costs O(entries * log n): the bound is for the 256-entry tables
 KMEANS_TOLERANCE = 1e-9  # stop when no entry moves by more than this times the data's range
 KMEANS_VECTOR_ITERATIONS = 50  # an iteration costs a distance per sampled vector and entry
-KMEANS_SAMPLE_PER_ENTRY = 256  # vectors k-means sees per entry (a seeded sample); more moved SQNR by < 0.1 dB
+KMEANS_SAMPLE_PER_ENTRY = 256  # vectors k-means sees per entry (a seeded sample): all of a 1024 x 1024 weight's
+#                                pairs (8x) gained 0.04 dB of SQNR for 8x the time
 KMEANS_SEED = 0
 _CHUNK_ELEMENTS = 1 << 22  # distances computed at once (32 MiB of float64)
 
