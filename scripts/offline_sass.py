@@ -148,6 +148,8 @@ for _bits in (4, 8):
 CASES["fp5_e2m2_row_gemv"] = (wo.weight_only_gemv_kernel, FpxLayout(0, 2, 2).weight_format(), _GEMV_ROW)
 # a table in registers (codebooks) and byte scales (MX: E8M0 per 32, NVFP4: e4m3 per 16)
 for _name, _layout in (("lut4_row", CodebookLayout(nbits=4)), ("lut8_g32", CodebookLayout(32, nbits=8)),
+                       ("lut8v2_row", CodebookLayout(nbits=8, vector_size=2)),  # vector codes: pairs, quads
+                       ("lut4v4_g64", CodebookLayout(64, nbits=4, vector_size=4)),
                        ("mxfp4", MXLayout()), ("mxfp8", MXLayout(element="e4m3")), ("nvfp4", NVFP4Layout())):
     CASES[f"{_name}_gemv_split"] = (wo.weight_only_gemv_kernel, _layout.weight_format(), _GEMV_SPLIT)
     CASES[f"{_name}_gemv_row"] = (wo.weight_only_gemv_kernel, _layout.weight_format(), _GEMV_ROW)

@@ -15,7 +15,8 @@ from tiny_models import assert_close_run, decode, graph_breaks, quantized_decode
 from tqk import testing as T
 
 DT = torch.bfloat16
-CONFIGS = [tqk.Int4WeightOnlyConfig(group_size=32), tqk.Int8WeightOnlyConfig(), tqk.Float8WeightOnlyConfig()]
+CONFIGS = [tqk.Int4WeightOnlyConfig(group_size=32), tqk.Int8WeightOnlyConfig(), tqk.Float8WeightOnlyConfig(),
+           tqk.CodebookWeightOnlyConfig(torch.uint6, block_size=(1, 2))]  # a vector table: the op's 4th tensor, 2-D
 
 
 def make_model(config):
@@ -34,7 +35,7 @@ def graphs() -> int:
 
 
 @pytest.mark.usefixtures("deterministic_kernels")  # bit-exact comparisons: one summation order
-@pytest.mark.parametrize("config", CONFIGS, ids=["int4-g32", "int8-row", "fp8-row"])
+@pytest.mark.parametrize("config", CONFIGS, ids=["int4-g32", "int8-row", "fp8-row", "codebook-uint6-v2"])
 def test_compile_fullgraph_dynamic(config):
     model = make_model(config)
     torch._dynamo.reset()

@@ -30,15 +30,16 @@ def check_layout(layout: Layout, *, device=None, seed: int = 0, dtypes=(torch.bf
     hash(layout)  # a layout is a compile-time constant
     device = torch.device(device) if device is not None else T.default_device()
     fmt = layout.weight_format()
-    group = layout.group_size or 1
+    group = layout.k_multiple()  # the group, or a code's features (vector codes)
+    v = fmt.vector_size
     g = torch.Generator().manual_seed(seed)
-    # 1. pack / unpack
+    # 1. pack / unpack (codes [N, K / v])
     allowed = T.valid_codes(fmt.element, fmt.bits)
-    for n, k in ((1, group), (7, 3 * group), (33, 5 * group + (0 if layout.group_size else 17))):
-        codes = allowed[torch.randint(0, allowed.numel(), (n, k), generator=g)]
+    for n, k in ((1, group), (7, 3 * group), (33, 5 * group + (0 if layout.group_size else 17 * v))):
+        codes = allowed[torch.randint(0, allowed.numel(), (n, k // v), generator=g)]
         packed = layout.pack(codes)
         assert torch.equal(layout.unpack(packed, k), codes), f"{layout}: unpack(pack(codes)) != codes ({n}x{k})"
-        assert torch.equal(T.unpack_reference(packed, fmt.bits, fmt.span, k), codes), \
+        assert torch.equal(T.unpack_reference(packed, fmt.bits, fmt.span, k // v), codes), \
             f"{layout}: the packed words do not follow the bit-plane order of tqk/layouts/packing.py"
     # 2. the kernel against float64
     k = max(2, 256 // group) * group

@@ -39,18 +39,19 @@ def _config_m(m) -> int:
 def _weight_only_linear(
     x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
     bias: Optional[torch.Tensor], counters: Optional[torch.Tensor], table: Optional[torch.Tensor], bits: int,
-    element: str, zero_mode: str, zero_offset: int, group_size: int, span: int, scale_fmt: str, out_features: int,
-    in_features: int,
+    element: str, zero_mode: str, zero_offset: int, group_size: int, span: int, scale_fmt: str, vector_size: int,
+    out_features: int, in_features: int,
 ) -> torch.Tensor:
     """out[..., N] = x[..., K] @ dequantize(packed, scales, zeros).T + bias.
 
-    table: a codebook's entries (element "lut", tqk/layouts/codebook.py), else None.
+    table: a codebook's entries (element "lut", tqk/layouts/codebook.py), else None; [2**bits,
+    vector_size] when a code stands for vector_size input features.
 
     counters: the layer's zeroed split-K slots, or None. The kernel counts in them and sets them
     back to zero, so the op is declared functional (which lets it have an autograd formula): no
     value it reads changes. Inductor, tracing the triton_op, sees the kernel write them and keeps
     that write on the layer's own buffer."""
-    fmt = WeightFormat(bits, element, zero_mode, zero_offset, group_size, span, scale_fmt)
+    fmt = WeightFormat(bits, element, zero_mode, zero_offset, group_size, span, scale_fmt, vector_size)
     x2d = x.reshape(-1, in_features)
     if x2d.stride(-1) != 1:
         x2d = x2d.contiguous()
@@ -70,7 +71,7 @@ if interpreting():
 
     @weight_only_linear.register_fake
     def _(x, packed, scales, zeros, bias, counters, table, bits, element, zero_mode, zero_offset, group_size, span,
-          scale_fmt, out_features, in_features):
+          scale_fmt, vector_size, out_features, in_features):
         return x.new_empty(*x.shape[:-1], out_features)
 else:
     _WRAP = wrap_triton
@@ -80,9 +81,9 @@ else:
 
 def _setup_context(ctx, inputs, output):
     (x, packed, scales, zeros, bias, counters, table, bits, element, zero_mode, zero_offset, group_size, span,
-     scale_fmt, n, k) = inputs
+     scale_fmt, vector_size, n, k) = inputs
     ctx.save_for_backward(packed, scales, zeros, table)
-    ctx.fmt = WeightFormat(bits, element, zero_mode, zero_offset, group_size, span, scale_fmt)
+    ctx.fmt = WeightFormat(bits, element, zero_mode, zero_offset, group_size, span, scale_fmt, vector_size)
     ctx.in_features = k
     ctx.x_dtype = x.dtype
     ctx.has_bias = bias is not None
@@ -98,7 +99,7 @@ def _backward(ctx, grad):
         grad_x = grad @ w
     if ctx.has_bias and ctx.needs_input_grad[4]:
         grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0)
-    return (grad_x, None, None, None, grad_bias) + (None,) * 11
+    return (grad_x, None, None, None, grad_bias) + (None,) * 12
 
 
 weight_only_linear.register_autograd(_backward, setup_context=_setup_context)
@@ -146,7 +147,8 @@ def quantized_linear(x, packed, scales, zeros, bias, counters, fmt: WeightFormat
                         out_features=out_features)
     check_packed_words(packed, fmt, in_features)
     return weight_only_linear(x, packed, scales, zeros, bias, counters, table, fmt.bits, fmt.element, fmt.zero_mode,
-                              fmt.zero_offset, fmt.group_size, fmt.span, fmt.scale_fmt, out_features, in_features)
+                              fmt.zero_offset, fmt.group_size, fmt.span, fmt.scale_fmt, fmt.vector_size, out_features,
+                              in_features)
 
 
 # ------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .quant.codebook import nearest_codes
+from .quant.codebook import nearest_codes, nearest_vectors
 from .quant.fpx import fpx_max, fpx_values, quantize_fpx
 from .layouts import LAYOUTS, Layout
 from .tensor import QuantizedLinearWeight
@@ -33,7 +33,7 @@ __all__ = [
     "DISTRIBUTIONS", "default_device", "weights", "activations", "linear_shapes", "layouts", "all_layout_examples",
     "kernel_configs",
     "quantize_for_layout", "random_codes_weight", "quantized_linear_cases", "LinearCase",
-    "exact_linear_case", "exact_linear_cases", "valid_codes", "assert_exact", "unpack_reference",
+    "exact_linear_case", "exact_linear_cases", "valid_codes", "assert_exact", "unpack_reference", "codes_reference",
     "dequantize_reference", "scale_reference", "reference_linear", "linear_magnitude", "carried_bias_magnitude", "sqnr",
     "unit_roundoff",
     "assert_close_to_reference", "input_scale_for",
@@ -219,6 +219,14 @@ def quantize_for_layout(w: torch.Tensor, layout: Layout) -> QuantizedLinearWeigh
         e, m = int(fmt.element[3]), int(fmt.element[4])
         scale = _store(wg.abs().amax(-1) / fpx_max(e, m), dtype)
         codes = quantize_fpx(wg / scale.double()[..., None], e, m)
+    elif fmt.element == "lut" and fmt.vector_size > 1:  # fixed seeded entries in [-1, 1]^v, scaled by absmax
+        v = fmt.vector_size
+        u = torch.rand(1 << fmt.bits, v, generator=torch.Generator().manual_seed(fmt.bits * 8 + v), dtype=torch.float64)
+        table = (2 * u - 1).to(dtype)
+        scale = _store(wg.abs().amax(-1), dtype)
+        vectors = (wg / scale.double()[..., None]).reshape(-1, v)
+        codes = nearest_vectors(vectors, table.to(w.device)).to(torch.uint8).reshape(n, k // v)
+        table = table.to(w.device)
     elif fmt.element == "lut":  # a fixed non-uniform table on [-1, 1] (denser near 0), scaled by absmax
         u = torch.linspace(-1, 1, 1 << fmt.bits, dtype=torch.float64)
         table = (u.sign() * u.abs() ** 1.5).to(dtype)
@@ -231,7 +239,7 @@ def quantize_for_layout(w: torch.Tensor, layout: Layout) -> QuantizedLinearWeigh
         scale = _store(wg.abs().amax(-1) / fmax, dtype)
         v = (wg / scale.double()[..., None]).clamp(-fmax, fmax)
         codes = v.float().to(f8).view(torch.uint8)
-    codes = codes.reshape(n, k)
+    codes = codes.reshape(n, k // fmt.vector_size)
     packed = layout.pack(codes.cpu()).to(w.device)
     return QuantizedLinearWeight(packed, scale.t().contiguous().to(w.device),
                                  None if zeros is None else zeros.to(w.device), layout, (n, k), dtype, table)
@@ -288,13 +296,18 @@ def valid_codes(element: str, bits: int) -> torch.Tensor:
     return codes
 
 
+def _table_shape(fmt) -> tuple:
+    """A codebook's table: [2**bits] entries, or [2**bits, v] for codes of v features."""
+    return (1 << fmt.bits,) if fmt.vector_size == 1 else (1 << fmt.bits, fmt.vector_size)
+
+
 def random_codes_weight(layout: Layout, n: int, k: int, dtype, seed: int, device="cpu") -> QuantizedLinearWeight:
     """Uniformly random valid codes, scales of random magnitude in [2**-10, 2**2), random zero
     points in [0, 2**bits - 1] (fractional, like HQQ's)."""
     fmt = layout.weight_format()
     g = torch.Generator().manual_seed(seed)
     allowed = valid_codes(fmt.element, fmt.bits)
-    codes = allowed[torch.randint(0, allowed.numel(), (n, k), generator=g)]
+    codes = allowed[torch.randint(0, allowed.numel(), (n, k // fmt.vector_size), generator=g)]
     groups = layout.n_groups(k)
     if fmt.scale_fmt != "float":
         scales, zeros = _random_byte_scales(fmt, groups, n, g)
@@ -308,7 +321,7 @@ def random_codes_weight(layout: Layout, n: int, k: int, dtype, seed: int, device
         zeros = (torch.rand(groups, n, generator=g) * ((1 << fmt.bits) - 1)).to(dtype).to(device)
     table = None
     if fmt.element == "lut":  # random entries, in no order
-        table = torch.randn(1 << fmt.bits, generator=g).to(dtype).to(device)
+        table = torch.randn(_table_shape(fmt), generator=g).to(dtype).to(device)
     return QuantizedLinearWeight(layout.pack(codes).to(device), scales.to(device), zeros, layout, (n, k), dtype,
                                  table)
 
@@ -349,7 +362,7 @@ def quantized_linear_cases(layout=None, dtypes=(torch.bfloat16, torch.float16), 
     def build(draw):
         lay = draw(layout_st)
         dtype = draw(st.sampled_from(dtypes))
-        m, n, k = draw(linear_shapes(max_m, max_n, max_k, k_multiple=lay.group_size or 1))
+        m, n, k = draw(linear_shapes(max_m, max_n, max_k, k_multiple=lay.k_multiple()))
         dist = draw(dists)
         seed = draw(st.integers(0, 2**31 - 1))
         if dist == "random_codes":
@@ -384,7 +397,7 @@ def exact_linear_case(layout: Layout, m: int, n: int, k: int, dtype, seed: int, 
     if fmt.element in _FP8:
         v = allowed.view(_FP8[fmt.element]).double()
         allowed = allowed[(v.abs() <= 16) & ((v * 4).round() == v * 4)]
-    codes = allowed[torch.randint(0, allowed.numel(), (n, k), generator=g)]
+    codes = allowed[torch.randint(0, allowed.numel(), (n, k // fmt.vector_size), generator=g)]
     groups = layout.n_groups(k)
     exps = torch.randint(0, 3, (groups, n), generator=g)
     scales = torch.exp2(-exps.double()).to(dtype)
@@ -398,7 +411,7 @@ def exact_linear_case(layout: Layout, m: int, n: int, k: int, dtype, seed: int, 
         zeros = torch.randint(0, 1 << fmt.bits, (groups, n), generator=g).to(dtype).to(device)
     table = None
     if fmt.element == "lut":
-        table = (torch.randint(-64, 65, (1 << fmt.bits,), generator=g).double() / 4).to(dtype).to(device)
+        table = (torch.randint(-64, 65, _table_shape(fmt), generator=g).double() / 4).to(dtype).to(device)
     qw = QuantizedLinearWeight(layout.pack(codes).to(device), scales.to(device), zeros, layout, (n, k), dtype, table)
     x = (torch.randint(-8, 9, (m, k), generator=g).double() / 2).to(dtype).to(device)
     b = (torch.randint(-64, 65, (n,), generator=g).double() / 8).to(dtype).to(device) if bias else None
@@ -414,7 +427,7 @@ def exact_linear_cases(layout=None, dtypes=(torch.bfloat16, torch.float16), max_
     @st.composite
     def build(draw):
         lay = draw(layout_st)
-        m, n, k = draw(linear_shapes(max_m, max_n, min(max_k, 512), k_multiple=lay.group_size or 1))
+        m, n, k = draw(linear_shapes(max_m, max_n, min(max_k, 512), k_multiple=lay.k_multiple()))
         return exact_linear_case(lay, m, n, k, draw(st.sampled_from(dtypes)), draw(st.integers(0, 2**31 - 1)),
                                  draw(st.booleans()), device)
     return build()
@@ -466,13 +479,15 @@ def unpack_reference(packed: torch.Tensor, bits: int, span: int, k: int) -> torc
 def decode_reference(codes: torch.Tensor, element: str, table: torch.Tensor | None = None) -> torch.Tensor:
     """float64 element values of uint8 codes: the integer, torch's own fp8 decoding, the small-float
     formula (fpx_values, from sign, exponent and mantissa fields), or ("lut") entry `code` of the
-    codebook `table`."""
+    codebook `table`; a vector table's [2**bits, v] entries: codes [N, K / v] -> values [N, K], code c's
+    entry at features c * v .. c * v + v - 1."""
     if element == "uint":
         return codes.to(torch.float64)
     if element == "lut":
         if table is None:
             raise ValueError("a codebook (\"lut\") weight's decode needs its table")
-        return table.double()[codes.long()]
+        values = table.double()[codes.long()]
+        return values.flatten(-2) if table.dim() == 2 else values
     if element.startswith("fpx"):
         return fpx_values(int(element[3]), int(element[4])).to(codes.device)[codes.long()]
     return codes.view(_FP8[element]).to(torch.float64)
@@ -491,11 +506,17 @@ def scale_reference(weight: QuantizedLinearWeight) -> torch.Tensor:
     return weight.scales.view(torch.float8_e4m3fn).double() * weight.zeros.double().reshape(())
 
 
+def codes_reference(weight: QuantizedLinearWeight) -> torch.Tensor:
+    """uint8 codes [N, K / vector_size] of a weight-only weight, by unpack_reference."""
+    fmt = weight.quant_layout.weight_format()
+    return unpack_reference(weight.packed, fmt.bits, fmt.span, weight.shape[1] // fmt.vector_size)
+
+
 def dequantize_reference(weight: QuantizedLinearWeight) -> torch.Tensor:
     """float64 [N, K]: (decode(code) - zero) * scale, exactly (no rounding to the model dtype)."""
     fmt = weight.quant_layout.weight_format()
     n, k = weight.shape
-    vals = decode_reference(unpack_reference(weight.packed, fmt.bits, fmt.span, k), fmt.element, weight.table)
+    vals = decode_reference(codes_reference(weight), fmt.element, weight.table)
     g = fmt.group_size or k
     group_of = torch.arange(k, device=vals.device) // g  # column -> group
     scale = scale_reference(weight).t()[:, group_of]  # [N, K]
@@ -512,8 +533,7 @@ def _magnitude_matrix(weight) -> torch.Tensor:
     if not isinstance(weight, QuantizedLinearWeight):
         return weight.detach().double().abs()
     fmt = weight.quant_layout.weight_format()
-    n, k = weight.shape
-    vals = decode_reference(unpack_reference(weight.packed, fmt.bits, fmt.span, k), fmt.element, weight.table).abs()
+    vals = decode_reference(codes_reference(weight), fmt.element, weight.table).abs()
     if fmt.zero_mode == "tensor":
         vals = vals + weight.zeros.double().abs().t()[:, _group_of(weight)]
     elif fmt.zero_mode == "offset":

@@ -112,6 +112,7 @@ FAMILIES = {
     "uint2-g64-hqq": tqk.UIntxWeightOnlyConfig(bit_width=2, group_size=64, use_hqq=True),
     "fp6-e3m2": tqk.FPXWeightOnlyConfig(ebits=3, mbits=2),
     "codebook-uint4": tqk.CodebookWeightOnlyConfig(dtype=torch.uint4),
+    "codebook-uint8-pairs": tqk.CodebookWeightOnlyConfig(dtype=torch.uint8, block_size=(1, 2)),
     "mxfp4": tqk.MXWeightOnlyConfig(weight_dtype=torch.float4_e2m1fn_x2),
     "mxfp8": tqk.MXWeightOnlyConfig(weight_dtype=torch.float8_e4m3fn),
     "nvfp4": tqk.NVFP4WeightOnlyConfig(),

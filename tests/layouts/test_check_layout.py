@@ -10,7 +10,7 @@ import torch
 
 from tqk.conformance import check_layout
 from tqk.kernels.weight_only import WeightFormat
-from tqk.layouts import Layout
+from tqk.layouts import CodebookLayout, Layout
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,12 @@ torch.serialization.add_safe_globals([ToyUint3, ToyUint3Reversed])  # what regis
 @pytest.mark.parametrize("group_size", [0, 32])
 def test_check_layout_passes_a_correct_layout(group_size):
     check_layout(ToyUint3(group_size=group_size))
+
+
+def test_check_layout_takes_vector_codes():
+    """A layout whose codes stand for several input features (codes [N, K / v], a [2**bits, v] table):
+    an odd v, per row."""
+    check_layout(CodebookLayout(nbits=3, vector_size=5))
 
 
 def test_check_layout_fails_a_broken_layout():

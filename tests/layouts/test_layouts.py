@@ -41,14 +41,16 @@ def test_registry_has_examples():
 @pytest.mark.parametrize("layout", EXAMPLES, ids=IDS)
 @given(n=st.integers(1, 40), k=st.integers(1, 700), seed=SEEDS)
 def test_pack_unpack_bit_exact(layout, n, k, seed):
+    """k codes a row: k * vector_size input features."""
     fmt = layout.weight_format()
     g = torch.Generator().manual_seed(seed)
     codes = torch.randint(0, 1 << fmt.bits, (n, k), generator=g, dtype=torch.int32).to(torch.uint8)
     packed = layout.pack(codes)
     assert packed.dtype == torch.int32
-    assert packed.shape == (n, -(-k // fmt.block_k) * fmt.words_per_block)
-    assert fmt.words_per_block * 32 == fmt.block_k * fmt.bits  # b bits per code, for every width
-    assert torch.equal(layout.unpack(packed, k), codes)
+    assert packed.shape == (n, -(-k // fmt.block_codes) * fmt.words_per_block)
+    assert packed.shape[1] == fmt.packed_words(k * fmt.vector_size)
+    assert fmt.words_per_block * 32 == fmt.block_codes * fmt.bits  # b bits per code, for every width
+    assert torch.equal(layout.unpack(packed, k * fmt.vector_size), codes)
     # The bytes follow the documented format (what the kernels read), not just any invertible one.
     assert torch.equal(T.unpack_reference(packed, fmt.bits, fmt.span, k), codes)
 
@@ -74,7 +76,7 @@ def _weight_for(layout, n, k, dtype, dist, seed):
 @given(n=st.integers(1, 48), groups=st.integers(1, 4), dtype=DTYPES,
        dist=st.sampled_from(T.DISTRIBUTIONS + ("random_codes",)), seed=SEEDS)
 def test_dequantize_matches_formula(layout, n, groups, dtype, dist, seed):
-    k = (layout.group_size or 37) * groups
+    k = (layout.group_size or 37 * layout.k_multiple()) * groups
     qw = _weight_for(layout, n, k, dtype, dist, seed)
     exact = T.dequantize_reference(qw)  # (decode(code) - zero) * scale in float64
     assert torch.isfinite(exact).all()
@@ -91,8 +93,7 @@ def test_dequantize_matches_formula(layout, n, groups, dtype, dist, seed):
     u = T.unit_roundoff(dtype)
     tol = u * exact.abs() + 3 * u32 * mag + torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps
     assert bool(((got.double() - exact).abs() <= tol).all())
-    assert torch.equal(qw.codes(), T.unpack_reference(qw.packed, layout.weight_format().bits,
-                                                      layout.weight_format().span, k))
+    assert torch.equal(qw.codes(), T.codes_reference(qw))
 
 
 def _run_kernel(case, config):
@@ -123,7 +124,7 @@ def test_gemv_split_k_covers_k_once(layout, split_k):
     and the bias once."""
     fmt = layout.weight_format()
     torch.manual_seed(split_k)
-    ragged = getattr(layout, "group_size", 0) or 16  # a tail shorter than a block, whole groups
+    ragged = getattr(layout, "group_size", 0) or 16 * fmt.vector_size  # a tail shorter than a block, whole groups
     for k in (9 * fmt.block_k + ragged, 12 * fmt.block_k):
         w = torch.randn(24, k, dtype=torch.bfloat16, device=DEVICE)
         qw = T.quantize_for_layout(w, layout)
@@ -258,7 +259,7 @@ def test_kernel_exact_on_exact_data(layout, data, config):
 def test_ragged_tiles(layout, config):
     """Tiles that divide neither M nor N, K not a multiple of the packed block, with bias."""
     gen = torch.Generator().manual_seed(0)
-    k = 3 * layout.group_size if layout.group_size else 201
+    k = 3 * layout.group_size if layout.group_size else 201 * layout.k_multiple()
     m, n = 17, 50
     qw = T.quantize_for_layout(T.make_weight((n, k), torch.bfloat16, "outliers", 1, DEVICE), layout)
     x = torch.randn(m, k, generator=gen).to(torch.bfloat16).to(DEVICE)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..kernels.weight_only import MAX_VECTOR
 from ..layouts import AffineLayout, CodebookLayout, FpxLayout
 from ..quant import MappingType, PerAxis, PerGroup, PerRow, choose_qparams_affine, quantize_affine
 from ..quant.affine import choose_qparams_affine_clipped
@@ -168,7 +169,6 @@ def _intx(weight, config: IntxWeightOnlyConfig) -> QuantizedLinearWeight:
 
 
 # --- codebooks: b-bit codes into a k-means table of 2**b entries (CodebookLayout) -------------------
-MAX_VECTOR = 8  # the longest codebook vector torchao's signature allows here: block_size=(1, v), v <= 8
 
 
 @dataclass(frozen=True)
@@ -176,8 +176,9 @@ class CodebookWeightOnlyConfig(QuantConfig):
     """torchao's CodebookWeightOnlyConfig: `dtype` torch.uint1 ... torch.uint8 codes into one table of
     2**bits entries per tensor, fitted by k-means (tqk/quant/codebook.py); value = table[code] * scale,
     one scale (the block's root mean square) per row, or per `scale_block_size` input features.
-    `block_size` is (1, v): each code stands for v consecutive weights. Only scalar codes, v = 1, are
-    implemented; vector codes (v = 2..8) raise NotImplementedError."""
+    `block_size` is (1, v): each code stands for v consecutive weights of a row (v = 1..8), its entry
+    v floats, so a code costs bits / v per weight; scale_block_size is then a multiple of 16 * v (a
+    plane of 16 codes). A layer whose in_features is not a multiple of v stays float (reported)."""
 
     dtype: torch.dtype = torch.uint4
     block_size: tuple = (1, 1)
@@ -193,13 +194,10 @@ class CodebookWeightOnlyConfig(QuantConfig):
             raise ValueError(f"{name}: block_size={self.block_size} must be (1, v) with v in 1..{MAX_VECTOR} "
                              f"(v consecutive input features per code)")
         object.__setattr__(self, "block_size", block)  # a list becomes a tuple: the config stays hashable
-        if block[1] > 1:
-            raise NotImplementedError(f"{name}: vector codes (block_size={block}) are not implemented yet; "
-                                      f"use block_size=(1, 1)")
-        sb = self.scale_block_size
-        if sb is not None and (not isinstance(sb, int) or sb <= 0 or sb % SPAN):
+        sb, plane = self.scale_block_size, SPAN * block[1]
+        if sb is not None and (not isinstance(sb, int) or sb <= 0 or sb % plane):
             raise ValueError(f"{name}: scale_block_size={sb} must be None (a scale per row) or a positive "
-                             f"multiple of {SPAN}")
+                             f"multiple of {plane} (16 codes of block_size={block})")
 
     @property
     def bits(self) -> int:
@@ -216,6 +214,6 @@ def _codebook(weight: torch.Tensor, config: CodebookWeightOnlyConfig) -> Quantiz
     if k % group:
         raise CannotQuantize(f"scale_block_size={group} does not divide in_features={k}")
     group = 0 if group == k else group  # one block per row: the per-row layout
-    codes, table, scales = quantize_codebook(weight, config.bits, group)
-    layout = CodebookLayout(group_size=group, nbits=config.bits)
+    codes, table, scales = quantize_codebook(weight, config.bits, group, config.block_size[1])
+    layout = CodebookLayout(group_size=group, nbits=config.bits, vector_size=config.block_size[1])
     return QuantizedLinearWeight(layout.pack(codes), scales.t().contiguous(), None, layout, (n, k), weight.dtype, table)

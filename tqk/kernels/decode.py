@@ -12,7 +12,10 @@ of SPAN).
     slice w), plane j of lane s at bit 4j + w * h of it (h = s // (SPAN * w / 4)); decode_plane
     ORs the slices of plane j into one code.
 Codebooks (ELEMENT "lut"): the code indexes a table of 2**BITS float entries that each program
-loads once (load_table) and reads with `lookup`; the other formats take no table (table=0).
+loads once (load_table) and reads with `lookup`; the other formats take no table (table=0). Vector
+codebooks (VEC > 1): an entry is VEC floats (the table's rows, one after another in registers), and
+feature t of a plane's codes, `lookup_feature`, is a plane of scalar values like any other: the
+kernels take a vector plane as VEC planes that share their codes.
 """
 import triton
 import triton.language as tl
@@ -212,12 +215,24 @@ def select_bits(a, b, MASK: tl.constexpr, PTX: tl.constexpr):
     return (a & MASK) | (b & ~MASK)
 
 
+@triton.constexpr_function
+def table_tile(bits, vec):
+    """The register table's length: 2**bits entries of vec floats, rounded up to a power of two."""
+    return 1 << ((1 << bits) * vec - 1).bit_length()
+
+
 @triton.jit
-def load_table(table_ptr, ELEMENT: tl.constexpr, BITS: tl.constexpr):
+def load_table(table_ptr, ELEMENT: tl.constexpr, BITS: tl.constexpr, VEC: tl.constexpr = 1):
     """A codebook's 2**BITS entries as a float32 register tile, loaded once per program (ELEMENT
-    "lut"); 0 for the formats without a table."""
+    "lut"): [2**BITS], or for vector codes (the table stored [2**BITS, VEC]) its rows one after
+    another, feature t of entry e at e * VEC + t (a tile of table_tile(BITS, VEC), the tail past the
+    entries never read). 0 for the formats without a table."""
     if ELEMENT == "lut":
-        return tl.load(table_ptr + tl.arange(0, 1 << BITS)).to(tl.float32)
+        if VEC > 1:
+            i = tl.arange(0, table_tile(BITS, VEC))
+            return tl.load(table_ptr + i, mask=i < (1 << BITS) * VEC, other=0.0).to(tl.float32)
+        else:
+            return tl.load(table_ptr + tl.arange(0, 1 << BITS)).to(tl.float32)
     else:
         return 0
 
@@ -236,6 +251,17 @@ def lookup(table, codes):
     the reshapes; 256 random entries meet bank conflicts (entries 32 apart share a bank)."""
     flat = tl.reshape(codes, [codes.numel])
     return tl.reshape(tl.gather(table, flat, 0), codes.shape)
+
+
+@triton.jit
+def lookup_feature(table, codes, t: tl.constexpr, VEC: tl.constexpr):
+    """Feature t of each code's VEC-float entry, for int32 codes of any shape, from the table tile that
+    load_table gave for VEC > 1: a plane of scalar values, the same tl.gather as `lookup`. Why a
+    lookup per feature and not one of whole rows: the result keeps the codes' layout (a [T, VEC]
+    table gathered on its rows makes 3-D tiles whose reduction over VEC crosses threads, and
+    Triton 3.6 fails to compile that gather when the table has fewer columns than warps), and an odd
+    VEC needs no padding. The VEC lookups of a code share its unpacking."""
+    return lookup(table, codes * VEC + t)
 
 
 @triton.constexpr_function

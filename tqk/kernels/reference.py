@@ -14,11 +14,13 @@ _FP8 = {"e4m3": torch.float8_e4m3fn, "e5m2": torch.float8_e5m2}
 
 def decode(codes: torch.Tensor, element: str, table: torch.Tensor | None = None) -> torch.Tensor:
     """uint8 codes -> float32 values before scale and zero point (the kernel's decode_codes);
-    "lut": the codes' entries of the codebook `table`."""
+    "lut": the codes' entries of the codebook `table`, a vector table's ([2**bits, v]) side by side
+    along the last dim (codes [N, K / v] -> values [N, K])."""
     if element == "uint":
         return codes.to(torch.float32)
     if element == "lut":
-        return table.to(torch.float32)[codes.long()]
+        return table.to(torch.float32)[codes.long()].flatten(-2) if table.dim() == 2 else \
+            table.to(torch.float32)[codes.long()]
     if element.startswith("fpx"):
         from ..quant.fpx import dequantize_fpx
 
@@ -39,7 +41,7 @@ def decode_scales(scales: torch.Tensor, zeros, scale_fmt: str) -> torch.Tensor:
 
 def dequantize(packed, scales, zeros, fmt: WeightFormat, in_features: int, dtype=torch.float32,
                table: torch.Tensor | None = None) -> torch.Tensor:
-    values = decode(unpack_planes(packed, fmt.bits, fmt.span, in_features), fmt.element, table)
+    values = decode(unpack_planes(packed, fmt.bits, fmt.span, in_features // fmt.vector_size), fmt.element, table)
     n, groups = values.shape[0], scales.shape[0]
     v = values.view(n, groups, in_features // groups)
     if fmt.zero_mode == "tensor":

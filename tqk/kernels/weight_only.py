@@ -22,6 +22,12 @@ multiplies each output once, in the epilogue).
 Codebooks (ELEMENT "lut"): table_ptr, the kernels' last argument, points at the 2**BITS entries that
 each program loads once into registers (decode.load_table); the code is an index into them
 (decode.lookup). The other formats never read it.
+Vector codebooks (VEC > 1, WeightFormat.vector_size): a code stands for VEC consecutive input
+features and its entry is VEC floats. The kernels then walk K in codes (K and GROUP_SIZE are divided
+by VEC), plane j of a block still being SPAN consecutive codes, so SPAN * VEC consecutive features.
+Feature t of a plane's codes (decode.lookup_feature) is a plane of scalar values against
+x[code * VEC + t]: the GEMV sums a code's VEC products before the scale (vals is then the code's
+products, and the plane's x is 1), the GEMM makes each feature a dot of its own.
 """
 from __future__ import annotations
 
@@ -34,8 +40,12 @@ import triton.language as tl
 
 from ..layouts import packing
 from .decode import (biased_pos, decode_codes, decode_plane, decode_plane_biased, is_dense, load_slices, load_table,
-                     plane_bias, plane_gain, slice_columns, slices, unpack_planes, words_per_block)
+                     lookup_feature, plane_bias, plane_gain, slice_columns, slices, unpack_plane, unpack_planes,
+                     words_per_block)
 from .splits import reduce_splits, shared_counters, split_counts
+
+
+MAX_VECTOR = 8  # the longest codebook vector: features per code
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,7 @@ class WeightFormat:
     group_size: int = 0  # 0: one scale per row
     span: int = 16  # words per packed block
     scale_fmt: str = "float"  # "float" | "e8m0" | "e4m3" (see the module docstring)
+    vector_size: int = 1  # input features per code: > 1 for vector codebooks (a table of vector entries)
 
     def __post_init__(self):
         if self.scale_fmt not in ("float", "e8m0", "e4m3"):
@@ -56,6 +67,16 @@ class WeightFormat:
         if self.scale_fmt != "float" and (self.group_size == 0 or self.zero_mode != "none"):
             raise ValueError(f"{self.scale_fmt} scales are group scales without zero points: got group_size="
                              f"{self.group_size}, zero_mode={self.zero_mode!r}")
+        if not 1 <= self.vector_size <= MAX_VECTOR:
+            raise ValueError(f"vector_size must be in 1..{MAX_VECTOR}, got {self.vector_size}")
+        if self.vector_size > 1:
+            if self.element != "lut" or self.zero_mode != "none" or self.scale_fmt != "float":
+                raise ValueError(f"vector codes index a codebook (element 'lut', no zero point, float scales): "
+                                 f"got element={self.element!r}, zero_mode={self.zero_mode!r}, "
+                                 f"scale_fmt={self.scale_fmt!r}")
+            if self.group_size % (self.span * self.vector_size):  # a plane of `span` codes never straddles a group
+                raise ValueError(f"group_size={self.group_size} of {self.vector_size}-vector codes must be a multiple "
+                                 f"of {self.span * self.vector_size} (a plane of {self.span} codes)")
 
     @property
     def per_word(self) -> int:
@@ -65,16 +86,22 @@ class WeightFormat:
         return packing.planes_per_block(self.bits)
 
     @property
-    def block_k(self) -> int:
+    def block_codes(self) -> int:
+        """Codes per packed block."""
         return self.per_word * self.span
 
     @property
+    def block_k(self) -> int:
+        """Input features per packed block: its codes times vector_size."""
+        return self.block_codes * self.vector_size
+
+    @property
     def words_per_block(self) -> int:
-        """int32 words per packed block of block_k codes: span, or bits * span / 4 if dense."""
+        """int32 words per packed block of block_codes codes: span, or bits * span / 4 if dense."""
         return packing.words_per_block(self.bits, self.span)
 
     def packed_words(self, k: int) -> int:
-        """int32 words of a packed row of k codes (K padded to whole blocks)."""
+        """int32 words of a packed row of k input features (K padded to whole blocks)."""
         return -(-k // self.block_k) * self.words_per_block
 
     @property
@@ -90,13 +117,16 @@ class WeightFormat:
     def key(self) -> str:
         group = f"g{self.group_size}" if self.group_size else "row"
         scale = "" if self.scale_fmt == "float" else f"_{self.scale_fmt}"
-        return f"{self.element}{self.bits}_{group}_{self.zero_mode}{scale}"
+        vector = "" if self.vector_size == 1 else f"v{self.vector_size}"
+        return f"{self.element}{self.bits}{vector}_{group}_{self.zero_mode}{scale}"
 
     def constexprs(self) -> dict:
+        # The kernels walk K in codes: GROUP_SIZE counts codes (K too, from the kernels' first line on),
+        # and each code decodes to VEC consecutive input features.
         return dict(
             BITS=self.bits, PER_WORD=self.per_word, SPAN=self.span, ELEMENT=self.element,
-            ZERO_MODE=self.zero_mode, ZERO_OFFSET=self.zero_offset, GROUP_SIZE=self.group_size,
-            SCALE_FMT=self.scale_fmt,
+            ZERO_MODE=self.zero_mode, ZERO_OFFSET=self.zero_offset, GROUP_SIZE=self.group_size // self.vector_size,
+            SCALE_FMT=self.scale_fmt, VEC=self.vector_size,
         )
 
 
@@ -184,11 +214,31 @@ def _rows_and(mask, in_k):
 
 
 @triton.jit
+def _vector_products(words, words1, words2, j: tl.constexpr, codes_at, x_row, K, table, BITS: tl.constexpr,
+                     SPAN: tl.constexpr, VEC: tl.constexpr, EVEN_K: tl.constexpr, PTX: tl.constexpr):
+    """sum over t of table[c, t] * x[c * VEC + t] for the codes c of plane j of a word tile ([R, C];
+    codes_at [C]: each column's code index, K in codes): a vector plane's products, feature by feature,
+    each feature a lookup of its own (decode.lookup_feature) against a strided load of x."""
+    codes = unpack_plane(words, j, BITS, SPAN, words1, words2, PTX)
+    for t in tl.static_range(VEC):
+        if EVEN_K:
+            x_t = tl.load(x_row + codes_at * VEC + t, eviction_policy="evict_last").to(tl.float32)
+        else:
+            x_t = tl.load(x_row + codes_at * VEC + t, mask=codes_at < K, other=0.0,
+                          eviction_policy="evict_last").to(tl.float32)
+        if t == 0:
+            vals = lookup_feature(table, codes, t, VEC) * x_t[None, :]
+        else:
+            vals += lookup_feature(table, codes, t, VEC) * x_t[None, :]
+    return vals
+
+
+@triton.jit
 def _gemv_block(acc, x_sum, words, words1, words2, k0, x_cols, x_row, scale_ptr, zero_ptr, rn, mask_n, N, K,
                 BITS: tl.constexpr, PER_WORD: tl.constexpr, SPAN: tl.constexpr, ELEMENT: tl.constexpr,
                 ZERO_MODE: tl.constexpr, ZERO_OFFSET: tl.constexpr, GROUP_SIZE: tl.constexpr,
                 EVEN_K: tl.constexpr, PTX: tl.constexpr, WIDE: tl.constexpr, BIASED: tl.constexpr,
-                SCALE_FMT: tl.constexpr = "float", table=0):
+                SCALE_FMT: tl.constexpr = "float", table=0, VEC: tl.constexpr = 1):
     """Add a tile of packed words starting at code k0 to acc (dense widths: a tile per slice,
     words, words1, words2, from load_slices): one block (PER_WORD planes of SPAN
     codes per row), or with WIDE several blocks side by side. x_cols: the offset from k0 of
@@ -215,13 +265,17 @@ def _gemv_block(acc, x_sum, words, words1, words2, k0, x_cols, x_row, scale_ptr,
         k_col = k0 + x_cols - x_cols % SPAN
     for j in tl.static_range(PER_WORD):
         kk = k0 + j * SPAN + x_cols
-        if EVEN_K:  # K is a multiple of a split's step: no mask, so the x loads vectorize
+        if VEC > 1:  # vector codes: each code's entry meets its VEC activations here, so vals is already
+            #          sum_t table[code, t] * x[code * VEC + t] (a code's products), and the plane's x is 1
+            vals = _vector_products(words, words1, words2, j, kk, x_row, K, table, BITS, SPAN, VEC, EVEN_K, PTX)
+            xj = tl.full(x_cols.shape, 1.0, tl.float32)
+        elif EVEN_K:  # K is a multiple of a split's step: no mask, so the x loads vectorize
             xj = tl.load(x_row + kk, eviction_policy="evict_last").to(tl.float32)
         else:
             xj = tl.load(x_row + kk, mask=kk < K, other=0.0, eviction_policy="evict_last").to(tl.float32)
         if BIASED:
             vals = decode_plane_biased(words, j, BITS, PTX)
-        else:
+        elif VEC == 1:
             vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2, table, UNSCALED=True)
         if PER_GROUP:  # the group's sums of q * x (and of x for a zero-point tensor), then s and z * s
             if j % PLANES == 0:
@@ -311,7 +365,7 @@ def weight_only_gemv_kernel(
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_K: tl.constexpr,
     TRIP_BLOCKS: tl.constexpr, ADJACENT_SPLITS: tl.constexpr, PTX: tl.constexpr,
     WIDE: tl.constexpr = False, BIASED: tl.constexpr = False, SCALE_FMT: tl.constexpr = "float",
-    table_ptr=None,  # a codebook's entries (ELEMENT "lut")
+    VEC: tl.constexpr = 1, table_ptr=None,  # a codebook's entries (ELEMENT "lut"), of VEC features each
 ):
     # Everything stays in the [BLOCK_N, SPAN] layout of the packed-word tile: each plane is
     # multiplied into a 2-D accumulator, and the only cross-thread reduction is the last one.
@@ -328,6 +382,8 @@ def weight_only_gemv_kernel(
     # Each program stores its partial sums in part[s, m, :] and counts itself in count[m, n]; the
     # tile's last program to arrive adds them and writes out (reduce_splits).
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
+    if VEC > 1:  # K in codes from here on, as GROUP_SIZE is (WeightFormat.constexprs)
+        K = K // VEC
     pid = tl.program_id(0)
     if ADJACENT_SPLITS:
         pid_n = pid // SPLIT_K
@@ -356,7 +412,7 @@ def weight_only_gemv_kernel(
         w_ptrs = w_ptr + rn[:, None].to(tl.int64) * words_per_row + (k_start // PER_WORD + col)[None, :]
         k_end = tl.minimum(words_per_row * PER_WORD, k_start + k_chunk)
     x_row = x_ptr + m * stride_xm
-    table = load_table(table_ptr, ELEMENT, BITS)  # once per program; 0 without a codebook
+    table = load_table(table_ptr, ELEMENT, BITS, VEC)  # once per program; 0 without a codebook
 
     acc = tl.zeros([BLOCK_N, COLS], dtype=tl.float32)
     x_sum = tl.zeros([COLS], dtype=tl.float32)  # sum of x, for a per-row zero point
@@ -376,7 +432,7 @@ def weight_only_gemv_kernel(
                                                    0, "evict_first")
         acc, x_sum = _gemv_block(acc, x_sum, words_a, words_a1, words_a2, k0, x_cols, x_row, scale_ptr, zero_ptr, rn,
                                  mask_n, N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET, GROUP_SIZE,
-                                 EVEN_K, PTX, WIDE, BIASED, SCALE_FMT, table)
+                                 EVEN_K, PTX, WIDE, BIASED, SCALE_FMT, table, VEC)
         words_a = next_a
         if slices(BITS) > 1:  # (a slice the format lacks is not carried through the loop)
             words_a1 = next_a1
@@ -385,7 +441,7 @@ def weight_only_gemv_kernel(
         if TRIP_BLOCKS == 2 and not WIDE:
             acc, x_sum = _gemv_block(acc, x_sum, words_b, words_b1, words_b2, k0 + BLOCK_K, x_cols, x_row, scale_ptr,
                                      zero_ptr, rn, mask_n, N, K, BITS, PER_WORD, SPAN, ELEMENT, ZERO_MODE, ZERO_OFFSET,
-                                     GROUP_SIZE, EVEN_K, PTX, WIDE, BIASED, SCALE_FMT, table)
+                                     GROUP_SIZE, EVEN_K, PTX, WIDE, BIASED, SCALE_FMT, table, VEC)
             words_b = next_b
             if slices(BITS) > 1:
                 words_b1 = next_b1
@@ -442,9 +498,11 @@ def weight_only_gemm_kernel(
     HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
     SPLIT_K: tl.constexpr, GROUP_N: tl.constexpr, ONE_DOT: tl.constexpr, BLOCK_SCALE: tl.constexpr,
     DOT_F32: tl.constexpr, EVEN_K: tl.constexpr, PTX: tl.constexpr, SCALE_FMT: tl.constexpr = "float",
-    table_ptr=None,  # a codebook's entries (ELEMENT "lut")
+    VEC: tl.constexpr = 1, table_ptr=None,  # a codebook's entries (ELEMENT "lut"), of VEC features each
 ):
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
+    if VEC > 1:  # K in codes from here on, as GROUP_SIZE is (WeightFormat.constexprs)
+        K = K // VEC
     # Where the group scale is applied: per row (GROUP_SIZE == 0) in the epilogue; when a whole
     # K block shares one group and the tile is thin (or BLOCK_SCALE asks), to the block's partial
     # product (a second accumulator, cheap when BLOCK_M is small); otherwise to each element.
@@ -469,7 +527,8 @@ def weight_only_gemm_kernel(
         w_ptrs = w_ptr + rn_c[:, None].to(tl.int64) * words_per_row + span[None, :]
     x_ptrs = x_ptr + rm_c[None, :].to(tl.int64) * stride_xm + span[:, None]  # x.T tile [SPAN, BLOCK_M]
 
-    table = load_table(table_ptr, ELEMENT, BITS)  # once per program; 0 without a codebook
+    x_rows = x_ptr + rm_c[None, :].to(tl.int64) * stride_xm  # [1, BLOCK_M]: x's rows, for vector codes' x.T
+    table = load_table(table_ptr, ELEMENT, BITS, VEC)  # once per program; 0 without a codebook
     acc = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
     for blk in range(pid_k, words_per_row // WPB, SPLIT_K):
         words, words1, words2 = load_slices(w_ptrs + blk * WPB, span, BITS, SPAN, EVICT="evict_first")
@@ -479,25 +538,34 @@ def weight_only_gemm_kernel(
             zero = _zero_of(zero_ptr, offs, _rows_and(mask_n, k0 < K), ZERO_MODE, ZERO_OFFSET)
         if PER_BLOCK:
             part = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
+        # Vector codes (VEC > 1): feature t of every code is a block (or plane) of its own, against
+        # x[code * VEC + t]; the VEC of them share the codes, the scales and the accumulator.
         if ONE_DOT:  # all planes as one [BLOCK_N, BLOCK_K] operand: plane-major is K order
             plane = tl.arange(0, PER_WORD)
-            vals = decode_codes(unpack_planes(words, BITS, PER_WORD, SPAN, words1, words2), ELEMENT, table)
-            if PER_ELEMENT:
-                k_plane = k0 + plane * SPAN
-                offs_p = (k_plane // GROUP_SIZE)[None, :] * N + rn_c[:, None]
-                ok = mask_n[:, None] & (k_plane < K)[None, :]
-                scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_p, ok, ZERO_MODE, ZERO_OFFSET, False, SCALE_FMT)
-                w3 = vals * scale[:, :, None] - zs[:, :, None]
-            else:
-                w3 = vals - zero[:, None, None]
+            codes = unpack_planes(words, BITS, PER_WORD, SPAN, words1, words2)
             kk = k0 + tl.arange(0, BLOCK_K)
-            xt = tl.load(x_ptr + rm_c[None, :].to(tl.int64) * stride_xm + kk[:, None],
-                         mask=None if EVEN_K else (kk < K)[:, None], other=None if EVEN_K else 0.0)
-            w = tl.reshape(w3, [BLOCK_N, BLOCK_K])
-            if PER_BLOCK:
-                part = _dot(w, xt, part, DOT_F32)
-            else:
-                acc = _dot(w, xt, acc, DOT_F32)
+            for t in tl.static_range(VEC):
+                if VEC > 1:
+                    vals = lookup_feature(table, codes, t, VEC)
+                else:
+                    vals = decode_codes(codes, ELEMENT, table)
+                if PER_ELEMENT:
+                    if t == 0:
+                        k_plane = k0 + plane * SPAN
+                        offs_p = (k_plane // GROUP_SIZE)[None, :] * N + rn_c[:, None]
+                        ok = mask_n[:, None] & (k_plane < K)[None, :]
+                        scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_p, ok, ZERO_MODE, ZERO_OFFSET, False,
+                                                  SCALE_FMT)
+                    w3 = vals * scale[:, :, None] - zs[:, :, None]
+                else:
+                    w3 = vals - zero[:, None, None]
+                xt = tl.load(x_rows + (kk * VEC + t)[:, None],
+                             mask=None if EVEN_K else (kk < K)[:, None], other=None if EVEN_K else 0.0)
+                w = tl.reshape(w3, [BLOCK_N, BLOCK_K])
+                if PER_BLOCK:
+                    part = _dot(w, xt, part, DOT_F32)
+                else:
+                    acc = _dot(w, xt, acc, DOT_F32)
         else:
             if PER_ELEMENT and GROUP_SIZE % BLOCK_K == 0:  # one group for the whole block: load once
                 offs = (k0 // GROUP_SIZE) * N + rn_c
@@ -505,26 +573,33 @@ def weight_only_gemm_kernel(
                                           ZERO_OFFSET, False, SCALE_FMT)
             for j in tl.static_range(PER_WORD):
                 kk = k0 + j * SPAN
-                if EVEN_K:  # no K padding: every block is whole, no mask to compute
-                    xt = tl.load(x_ptrs + kk)
-                else:
-                    xt = tl.load(x_ptrs + kk, mask=(kk + span < K)[:, None], other=0.0)
-                # (not UNSCALED: its gain folded into the scale overflows float32 for scales near its top)
-                vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2, table)
-                if PER_ELEMENT:
-                    if GROUP_SIZE % BLOCK_K != 0:  # this plane's own group
-                        offs_j = (kk // GROUP_SIZE) * N + rn_c
-                        scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_j, _rows_and(mask_n, kk < K),
-                                                  ZERO_MODE, ZERO_OFFSET, False, SCALE_FMT)
-                    w = vals * scale[:, None] - zs[:, None]  # (q - z) * s as one FMA
-                elif ZERO_MODE == "offset":
-                    w = vals
-                else:
-                    w = vals - zero[:, None]
-                if PER_BLOCK:
-                    part = _dot(w, xt, part, DOT_F32)
-                else:
-                    acc = _dot(w, xt, acc, DOT_F32)
+                if VEC > 1:
+                    codes = unpack_plane(words, j, BITS, SPAN, words1, words2, PTX)
+                for t in tl.static_range(VEC):
+                    if VEC > 1:
+                        vals = lookup_feature(table, codes, t, VEC)
+                        xt = tl.load(x_rows + ((kk + span) * VEC + t)[:, None],
+                                     mask=None if EVEN_K else (kk + span < K)[:, None], other=None if EVEN_K else 0.0)
+                    elif EVEN_K:  # no K padding: every block is whole, no mask to compute
+                        xt = tl.load(x_ptrs + kk)
+                    else:
+                        xt = tl.load(x_ptrs + kk, mask=(kk + span < K)[:, None], other=0.0)
+                    if VEC == 1:  # (not UNSCALED: its gain folded into the scale overflows float32 near its top)
+                        vals = decode_plane(words, j, BITS, ELEMENT, PTX, MINUS, SPAN, words1, words2, table)
+                    if PER_ELEMENT:
+                        if GROUP_SIZE % BLOCK_K != 0 and t == 0:  # this plane's own group
+                            offs_j = (kk // GROUP_SIZE) * N + rn_c
+                            scale, zs = _scale_and_zs(scale_ptr, zero_ptr, offs_j, _rows_and(mask_n, kk < K),
+                                                      ZERO_MODE, ZERO_OFFSET, False, SCALE_FMT)
+                        w = vals * scale[:, None] - zs[:, None]  # (q - z) * s as one FMA
+                    elif ZERO_MODE == "offset":
+                        w = vals
+                    else:
+                        w = vals - zero[:, None]
+                    if PER_BLOCK:
+                        part = _dot(w, xt, part, DOT_F32)
+                    else:
+                        acc = _dot(w, xt, acc, DOT_F32)
         if PER_BLOCK:
             scale = _load_scale(scale_ptr + offs, _rows_and(mask_n, k0 < K), SCALE_FMT, False)
             acc += part * scale[:, None]
@@ -585,7 +660,7 @@ def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: i
     counters: zeroed int32 slots for split-K (split_counter_slots), which it leaves at zero; without
     them (or too few) a zeroed buffer is made for this call, which costs a memset.
     wrap: torch.library.wrap_triton inside a triton_op, so inductor launches the kernel itself.
-    table: a codebook's [2**bits] entries (fmt.element "lut"), else None."""
+    table: a codebook's [2**bits] entries ([2**bits, vector_size] for vector codes), else None."""
     m = x2d.shape[0]
     wrap = wrap or (lambda kernel: kernel)
     consts = fmt.constexprs()

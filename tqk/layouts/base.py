@@ -5,7 +5,8 @@ Every layout here stores three tensors, in the order the weight-only kernel read
     scales  [n_groups, N]         one scale per group of K and output row, in the model dtype
     zeros   [n_groups, N] | None  float zero points, when the format has them per group
 and a codebook layout (CodebookLayout) a fourth:
-    table   [2**bits] | None      the codebook's entries, in the model dtype
+    table   [2**bits] | None      the codebook's entries, in the model dtype ([2**bits, v] for codes of
+                                  v input features each: packed then holds [N, K / v] codes)
 A subclass says which kernel format it is (bits, element decode, zero point mode, group size):
 that is all the kernels and the reference dequantizer need. Layouts are frozen dataclasses, so
 one is hashable and goes into a compiled graph as a constant.
@@ -53,13 +54,19 @@ class Layout:
     def n_groups(self, in_features: int) -> int:
         return 1 if self.group_size == 0 else in_features // self.group_size
 
+    def k_multiple(self) -> int:
+        """What in_features must be a multiple of: the group, else a code's input features."""
+        return self.group_size or self.weight_format().vector_size
+
     def pack(self, codes: torch.Tensor) -> torch.Tensor:
+        """uint8 codes [N, K / vector_size] -> packed words (tqk/layouts/packing.py)."""
         fmt = self.weight_format()
         return pack_planes(codes, fmt.bits, fmt.span)
 
     def unpack(self, packed: torch.Tensor, in_features: int) -> torch.Tensor:
+        """The codes [N, in_features / vector_size] of packed words."""
         fmt = self.weight_format()
-        return unpack_planes(packed, fmt.bits, fmt.span, in_features)
+        return unpack_planes(packed, fmt.bits, fmt.span, in_features // fmt.vector_size)
 
     def dequantize(self, packed, scales, zeros, in_features: int, dtype: torch.dtype, table=None) -> torch.Tensor:
         """The float weight [N, K]: (decode(code) - zero) * scale, rounded once to `dtype`."""
