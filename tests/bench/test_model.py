@@ -205,3 +205,14 @@ def test_static_mode_is_for_tqk_and_its_bf16_reference():
     modes = ["ro", "default", "static"]
     assert config_modes("tqk-int4", modes) == modes and config_modes("bf16", modes) == modes
     assert config_modes("gemlite-int4", modes) == config_modes("torchao-fp8", modes) == ["ro", "default"]
+
+
+def test_paired_reduce_overhead_reads_cpu_per_replay_against_bf16_of_the_same_process():
+    """--paired ro: the row keeps bf16's host readings from its own process, and the column is the
+    config's queued CPU per replay over bf16's (the issue's "at most 1.2x bf16's", read on one host moment)."""
+    bf16 = mb.Row("bf16", 1, host_ms={"queued": 0.20, "stalled": 0.21})
+    q = mb.Row("tqk-int8", 1, host_ms={"queued": 0.30, "stalled": 0.25}, pair_host_ms={"queued": 0.25, "stalled": 0.2})
+    cols = {csv: vals for _, csv, _, vals in mb._columns([bf16, q], ["ro"])}
+    assert math.isnan(cols["ro_cpu_queued_over_paired_bf16"][0])
+    assert cols["ro_cpu_queued_over_paired_bf16"][1] == pytest.approx(0.30 / 0.25)
+    assert "ro_cpu_queued_over_paired_bf16" not in {csv for _, csv, _, _ in mb._columns([bf16], ["ro"])}

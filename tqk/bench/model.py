@@ -28,6 +28,8 @@ step. One row per config and batch size (default 1 and 16). Columns, times in ms
                 (> 1: faster than bf16)
   def x pair    the same for default mode, with bf16 timed in the tqk config's own process just
                 after it (--paired; the host-bound modes drift between processes)
+  cpu q / pair  with --paired ro: the config's queued CPU per replay over bf16's, read in the same
+                process right after (< 1: cheaper than bf16; the reading moves ~1.5x between processes)
   MiB           the weight bytes of `ideal`
   agree, SQNR   teacher-forced top-1 agreement and logit SQNR (dB) against bf16 over acc_len
                 prompt tokens at the first batch size, through this config's compiled model
@@ -152,6 +154,7 @@ class Row:
     cpu_ms: dict = field(default_factory=dict)  # mode -> host CPU ms per step
     host_ms: dict = field(default_factory=dict)  # reduce-overhead: CPU ms per step read "queued" and "stalled"
     pair_ms: dict = field(default_factory=dict)  # mode -> bf16's wall ms, timed in this process just after
+    pair_host_ms: dict = field(default_factory=dict)  # --paired ro: bf16's host_ms, read in this process just after
     floor_ms: float = math.nan
     ideal_ms: float = math.nan
     weight_mib: float = math.nan
@@ -265,6 +268,7 @@ def _run_paired(p: dict, row: Row, mode: str, cache_len: int, refs: dict):
     try:
         _run_mode(ref, mode, alone, dict(p, acc_len=2), accuracy=False)
         row.pair_ms[mode] = alone.wall_ms[mode]
+        row.pair_host_ms.update(alone.host_ms)  # reduce-overhead's CPU per replay, on the same host moment
     except Exception as e:  # noqa: BLE001
         row.notes.append(f"{mode} bf16 pair: {_error(e)}")
 
@@ -515,6 +519,10 @@ def _columns(rows: list[Row], modes) -> list[tuple[str, str, str, list]]:
         if any(m in r.pair_ms for r in rows):
             cols.append((f"{SHORT[m]} x pair", f"{m}_x_paired_bf16", ".2f",
                          [r.pair_ms[m] / r.wall_ms[m] if m in r.pair_ms and r.wall_ms.get(m) else nan for r in rows]))
+    if any(r.pair_host_ms for r in rows):  # CPU per replay over bf16's in the same process (< 1: cheaper)
+        cols.append(("cpu q / pair", "ro_cpu_queued_over_paired_bf16", ".2f",
+                     [r.host_ms["queued"] / r.pair_host_ms["queued"] if r.pair_host_ms and "queued" in r.host_ms
+                      else nan for r in rows]))
     return cols + [("MiB", "weight_mib", ".1f", [r.weight_mib for r in rows]),
                    ("agree", "agreement", ".3f", [r.agreement for r in rows]),
                    ("SQNR", "sqnr_db", ".1f", [r.sqnr_db for r in rows]),
