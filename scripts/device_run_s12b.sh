@@ -4,7 +4,7 @@
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl 2>/dev/null
 export PYTHONPATH=$PWD:$PWD/scripts:/tmp/site
 T0=$SECONDS
-timeout 210 python3 -m pytest -m gpu -v -n 8 -p no:randomly --timeout 120 -rfEx --durations=12 tests \
+timeout ${PYTEST_S:-210} python3 -m pytest -m gpu -v -n 8 -p no:randomly --timeout 120 -rfEx --durations=12 tests \
   > $OUT/pytest_gpu.txt 2>&1
 echo "== pytest -m gpu: rc $? ($((SECONDS - T0)) s)"
 # -v: a line per finished test, so a run cut by the timeout still says what passed and failed
