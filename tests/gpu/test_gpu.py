@@ -47,8 +47,9 @@ def _kernel_configs():
 def _launch(case, config):
     qw, x = case.weight, case.x
     n, k = qw.shape
+    # table: a codebook's entries (None for the other layouts); without it a codebook's launch raises
     return launch_weight_only(x, qw.packed, qw.scales, qw.zeros, case.bias, qw.quant_layout.weight_format(), n, k,
-                              config)
+                              config, table=qw.table)
 
 
 # ------------------------------------------------------------------------------------------
