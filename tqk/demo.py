@@ -82,6 +82,7 @@ CONFIGS = {
     "int4 g32": tqk.Int4WeightOnlyConfig(group_size=32),
     "uint3 g128": tqk.UIntxWeightOnlyConfig(bit_width=3, group_size=128),
     "fp6 e3m2 per-row": tqk.FPXWeightOnlyConfig(ebits=3, mbits=2),
+    "nvfp4": tqk.NVFP4WeightOnlyConfig(),
     "int8 x int8 dynamic": tqk.Int8DynamicActivationInt8WeightConfig(),
     "fp8 x fp8 dynamic per-row": tqk.Float8DynamicActivationFloat8WeightConfig(granularity=tqk.PerRow()),
     "w4a8 (int8 act)": tqk.Int8DynamicActivationIntxWeightConfig(),
