@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from .mx import E2M1_MAX, E4M3_MAX, MX_BLOCK_SIZE, MX_ELEMENTS, NVFP4_BLOCK_SIZE, ScaleCalculationMode
+from .mx import E2M1_MAX, E4M3_MAX, MX_BLOCK_SIZE, MX_ELEMENTS, NVFP4_BLOCK_SIZE, ScaleCalculationMode, decode_e8m0
 
 QMAX = {"int8": 127.0, "e4m3": 448.0}
 GRANULARITIES = ("tensor", "row", "block", "static", "mx", "nvfp4")
@@ -96,9 +96,7 @@ def dequantize_activation(codes: torch.Tensor, scales: torch.Tensor, kind: str, 
     if granularity == "mx":
         m, k = codes.shape
         values = codes.view(torch.float8_e5m2 if kind == "e5m2" else torch.float8_e4m3fn).double()
-        e8m0 = scales.to(torch.int64)
-        scale = torch.where(e8m0 == 255, torch.nan, torch.exp2((e8m0 - 127).double()))
-        return (values.view(m, k // MX_BLOCK_SIZE, MX_BLOCK_SIZE) * scale[..., None]).view(m, k)
+        return (values.view(m, k // MX_BLOCK_SIZE, MX_BLOCK_SIZE) * decode_e8m0(scales)[..., None]).view(m, k)
     if granularity == "nvfp4":
         return codes.double() * scales.double()[:, None]
     values = codes.double() if kind == "int8" else codes.view(torch.float8_e4m3fn).double()
