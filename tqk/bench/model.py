@@ -26,10 +26,11 @@ step. One row per config and batch size (default 1 and 16). Columns, times in ms
                 ceiling measured in this run (timing.measure_memory_bandwidth)
   .. x bf16     bf16's time over this config's, same batch size, per mode and for the floor
                 (> 1: faster than bf16)
-  def x pair    the same for default mode, with bf16 timed in the tqk config's own process just
-                after it (--paired; the host-bound modes drift between processes)
-  cpu q / pair  with --paired ro: the config's queued CPU per replay over bf16's, read in the same
-                process right after (< 1: cheaper than bf16; the reading moves ~1.5x between processes)
+  .. x pair     --paired (default: ro,default): bf16 run in the tqk config's own process, its
+  .. cpu/pair   compiled decode loops interleaved with the config's (timing.interleaved): the median
+                per round of bf16's wall over the config's (> 1: faster), and of the config's CPU per
+                step over bf16's (< 1: cheaper). The host's speed drifts up to 1.4x over a minute on
+                the H200's shared host; loops side by side see the same host, runs apart do not
   MiB           the weight bytes of `ideal`
   agree, SQNR   teacher-forced top-1 agreement and logit SQNR (dB) against bf16 over acc_len
                 prompt tokens at the first batch size, through this config's compiled model
@@ -153,8 +154,7 @@ class Row:
     wall_ms: dict = field(default_factory=dict)  # mode -> ms per step
     cpu_ms: dict = field(default_factory=dict)  # mode -> host CPU ms per step
     host_ms: dict = field(default_factory=dict)  # reduce-overhead: CPU ms per step read "queued" and "stalled"
-    pair_ms: dict = field(default_factory=dict)  # mode -> bf16's wall ms, timed in this process just after
-    pair_host_ms: dict = field(default_factory=dict)  # --paired ro: bf16's host_ms, read in this process just after
+    pair: dict = field(default_factory=dict)  # --paired: mode -> bf16 interleaved with this config (_run_paired)
     floor_ms: float = math.nan
     ideal_ms: float = math.nan
     weight_mib: float = math.nan
@@ -181,16 +181,18 @@ def _run_prefill(model, row: Row, p: dict):
     row.wall_ms["prefill"], row.cpu_ms["prefill"] = wall * 1e3, cpu * 1e3
 
 
-def _compiled_and_prompt(model, mode: str, batch: int, p: dict):
+def _compiled_and_prompt(model, mode: str, batch: int, p: dict, reset: bool = True):
     """A fresh torch.compile of model for `mode`, the teacher-forced prompt [acc_len, batch, 1] and
-    the position tensor: what every run (and warm_config) starts from, so all compile the same graph."""
+    the position tensor: what every run (and warm_config) starts from, so all compile the same graph.
+    reset=False keeps what is compiled already (the paired run's config model stays live beside bf16's)."""
     dev = torch.device(p["device"])
-    torch._dynamo.reset()
+    if reset:
+        torch._dynamo.reset()
     if mode == "eager":
         compiled = model
     else:  # an unknown mode is a KeyError here: the run's note
         kwargs = {"default": {}, "static": {"options": STATIC_LAUNCH}}.get(mode) or {"mode": MODES[mode]}
-        compiled = torch.compile(model, fullgraph=True, **kwargs)
+        compiled = torch.compile(model if reset else _own_frame(model), fullgraph=True, **kwargs)
     g = torch.Generator(device="cpu").manual_seed(p["seed"] + 1)
     # prompt[i]: the batch's i-th tokens [B, 1], with the strides of argmax's output (another stride
     # is a guard failure: a recompile in the timed loop)
@@ -215,14 +217,20 @@ def _cache_len(p: dict, first_batch: bool) -> int:
                p["prefill"] if "prefill" in p["modes"] and first_batch else 0)
 
 
-def _run_mode(model, mode: str, row: Row, p: dict, accuracy: bool):
-    """Compile for `mode`, teacher-force the prompt through the compiled model (its first calls),
-    time the decode loop, and for "default" on a GPU the CUDA-graph floor. Returns the teacher-forced
-    logits [B, acc_len, V] (float, on the CPU) when `accuracy`, else None."""
-    if mode == "prefill":
-        return _run_prefill(model, row, p)
-    dev = torch.device(p["device"])
-    compiled, prompt, pos = _compiled_and_prompt(model, mode, row.batch, p)
+def _own_frame(model):
+    """model's forward behind a function of its own: dynamo caches compiled code per code object, and a
+    second Decoder compiled beside the first would share Decoder.forward's cache, each call checking
+    the other's guards first. Another frame, another cache."""
+    def decode(tokens, pos):
+        return model(tokens, pos)
+    return decode
+
+
+def _decoder(model, mode: str, row: Row, p: dict, accuracy: bool, reset: bool = True):
+    """Compile for `mode` and teacher-force the prompt through the compiled model (its first calls).
+    Returns (step, rewind, logits): one greedy decode step, what takes it back p["gen"] positions, and
+    the teacher-forced logits [B, acc_len, V] (float, on the CPU) when `accuracy`, else None."""
+    compiled, prompt, pos = _compiled_and_prompt(model, mode, row.batch, p, reset)
     logits = []
     skips = counters["inductor"]["cudagraph_skips"]
     with torch.no_grad():  # not inference_mode: the gpt-fast form that compile + CUDA graphs expect
@@ -231,44 +239,67 @@ def _run_mode(model, mode: str, row: Row, p: dict, accuracy: bool):
             if accuracy:
                 logits.append(out.float().cpu())
             pos += 1
-        tok = out.argmax(-1, keepdim=True)
+    if mode == "ro" and counters["inductor"]["cudagraph_skips"] > skips:
+        row.notes.append("ro: CUDA graphs skipped")
+    tok = out.argmax(-1, keepdim=True)
 
-        def step():
-            nonlocal tok
-            tok = compiled(tok, pos)[:, -1].argmax(-1, keepdim=True)  # a new tensor: the graph's output is reused
-            pos.add_(1)
+    @torch.no_grad()
+    def step():
+        nonlocal tok
+        tok = compiled(tok, pos)[:, -1].argmax(-1, keepdim=True)  # a new tensor: the graph's output is reused
+        pos.add_(1)
 
-        if mode == "ro" and counters["inductor"]["cudagraph_skips"] > skips:
-            row.notes.append("ro: CUDA graphs skipped")
-        graphs = counters["stats"]["unique_graphs"]
-        wall, cpu = timing.time_steps(step, p["gen"], dev, p["repeats"], rewind=lambda: pos.sub_(p["gen"]))
-        row.wall_ms[mode], row.cpu_ms[mode] = wall * 1e3, cpu * 1e3
-        if mode == "ro":
-            row.host_ms = {k: v * 1e3 for k, v in timing.host_readings(step, p["gen"], dev,
-                                                                       rewind=lambda: pos.sub_(p["gen"])).items()}
-        if counters["stats"]["unique_graphs"] != graphs:
-            row.notes.append(f"{mode}: recompiled in the timed loop")
-        if mode == "default" and dev.type == "cuda":
-            try:  # the position does not advance: every replay decodes the same step
-                row.floor_ms = timing.graph_floor(lambda: compiled(tok, pos)[:, -1].argmax(-1)) * 1e3
-            except Exception as e:  # noqa: BLE001 - a step that cannot be captured is a note
-                row.notes.append(f"floor: {_error(e)}")
-    return torch.stack(logits, 1) if accuracy else None
+    step.floor = torch.no_grad()(lambda: compiled(tok, pos)[:, -1].argmax(-1))  # the position stays: same step
+    return step, lambda: pos.sub_(p["gen"]), torch.stack(logits, 1) if accuracy else None
 
 
-def _run_paired(p: dict, row: Row, mode: str, cache_len: int, refs: dict):
-    """bf16's wall ms for `mode`, timed in this process right after the config's: a host-bound mode
-    (no CUDA graphs) drifts by up to 1.4x between processes on a shared host, and a ratio of two
-    runs seconds apart does not. The bf16 model is compiled from the caches its own run filled."""
+def _run_mode(model, mode: str, row: Row, p: dict, accuracy: bool):
+    """_decoder, then time the decode loop, and for "default" on a GPU the CUDA-graph floor. Returns
+    (logits, step, rewind); for "prefill", (None, None, None)."""
+    if mode == "prefill":
+        _run_prefill(model, row, p)
+        return None, None, None
+    dev = torch.device(p["device"])
+    step, rewind, logits = _decoder(model, mode, row, p, accuracy)
+    graphs = counters["stats"]["unique_graphs"]
+    wall, cpu = timing.time_steps(step, p["gen"], dev, p["repeats"], rewind=rewind)
+    row.wall_ms[mode], row.cpu_ms[mode] = wall * 1e3, cpu * 1e3
+    if mode == "ro":
+        row.host_ms = {k: v * 1e3 for k, v in timing.host_readings(step, p["gen"], dev, rewind=rewind).items()}
+    if counters["stats"]["unique_graphs"] != graphs:
+        row.notes.append(f"{mode}: recompiled in the timed loop")
+    if mode == "default" and dev.type == "cuda":
+        try:
+            row.floor_ms = timing.graph_floor(step.floor) * 1e3
+        except Exception as e:  # noqa: BLE001 - a step that cannot be captured is a note
+            row.notes.append(f"floor: {_error(e)}")
+    return logits, step, rewind
+
+
+PAIR_ROUNDS = 6
+
+
+def _run_paired(p: dict, row: Row, mode: str, cache_len: int, refs: dict, mine):
+    """bf16 beside the config in `mode`, interleaved (timing.interleaved): the config's compiled step
+    `mine` (step, rewind) stays live, bf16's is compiled next to it, and their loops alternate. Fills
+    row.pair[mode]: both medians, and the per-round ratios, bf16 wall over the config's ("x") and the
+    config's CPU per step over bf16's ("cpu"). The bf16 model is compiled from the caches its own
+    run filled."""
     if "bf16" not in refs:  # built once per process, for every batch size and mode
         refs["bf16"] = build_model(ModelArgs(**p["model"]), torch.device(p["device"]), seed=p["seed"])
     ref = refs["bf16"]
     ref.setup_caches(row.batch, cache_len)
-    alone = Row("bf16", row.batch)
     try:
-        _run_mode(ref, mode, alone, dict(p, acc_len=2), accuracy=False)
-        row.pair_ms[mode] = alone.wall_ms[mode]
-        row.pair_host_ms.update(alone.host_ms)  # reduce-overhead's CPU per replay, on the same host moment
+        theirs = _decoder(ref, mode, Row("bf16", row.batch), dict(p, acc_len=2), accuracy=False, reset=False)[:2]
+        graphs = counters["stats"]["unique_graphs"]
+        got = timing.interleaved({"config": mine, "bf16": theirs}, p["gen"], torch.device(p["device"]),
+                                 p.get("pair_rounds", PAIR_ROUNDS))
+        c, b = got["config"], got["bf16"]
+        row.pair[mode] = {"ms": c["wall"] * 1e3, "bf16_ms": b["wall"] * 1e3,
+                          "x": timing.median_ratio(b["walls"], c["walls"]),
+                          "cpu": timing.median_ratio(c["cpus"], b["cpus"])}
+        if counters["stats"]["unique_graphs"] != graphs:
+            row.notes.append(f"{mode} pair: recompiled in the timed loop")
     except Exception as e:  # noqa: BLE001
         row.notes.append(f"{mode} bf16 pair: {_error(e)}")
 
@@ -324,19 +355,20 @@ def measure_config(p: dict, report=lambda rows: None) -> list[dict]:
             t0, hits = time.time(), _cache_counts()
             print(f"    {p['config']} batch {r.batch} {MODES.get(mode, mode)}", flush=True)
             try:
-                logits = _run_mode(model, mode, r, p, accuracy=need_accuracy and r is rows[0])
+                logits, *mine = _run_mode(model, mode, r, p, accuracy=need_accuracy and r is rows[0])
                 if logits is not None:
                     _accuracy(r, logits, p)
                     need_accuracy = False
             except Exception as e:  # noqa: BLE001 - one mode failing must not end the config
                 r.notes.append(f"{mode}: {_error(e)}")
             if mode in p.get("paired", ()) and p["config"].startswith("tqk-") and mode in r.wall_ms:
-                _run_paired(p, r, mode, _cache_len(p, r is rows[0]), refs)
+                _run_paired(p, r, mode, _cache_len(p, r is rows[0]), refs, mine)
+            mine = None  # the compiled step goes with the next torch._dynamo.reset()
             took[mode] = last = time.time() - t0
             hits = {k: v - hits.get(k, 0) for k, v in _cache_counts().items() if v - hits.get(k, 0)}
             print(f"      {took[mode]:.0f} s: {r.wall_ms.get(mode, math.nan):.3f} ms/step, "
                   f"cpu {r.cpu_ms.get(mode, math.nan):.3f} {r.host_ms if mode == 'ro' else ''}, floor {r.floor_ms:.3f}, "
-                  f"bf16 pair {r.pair_ms.get(mode, math.nan):.3f}; caches {hits}", flush=True)
+                  f"pair {r.pair.get(mode, {})}; caches {hits}", flush=True)
             emit()
     return emit()
 
@@ -516,13 +548,11 @@ def _columns(rows: list[Row], modes) -> list[tuple[str, str, str, list]]:
         cols.append((f"{SHORT[m]} x bf16", f"{m}_x_bf16", ".2f", _vs_bf16(rows, lambda r: r.wall_ms.get(m, nan))))
     cols.append(("floor x bf16", "floor_x_bf16", ".2f", _vs_bf16(rows, lambda r: r.floor_ms)))
     for m in modes:
-        if any(m in r.pair_ms for r in rows):
+        if any(m in r.pair for r in rows):
             cols.append((f"{SHORT[m]} x pair", f"{m}_x_paired_bf16", ".2f",
-                         [r.pair_ms[m] / r.wall_ms[m] if m in r.pair_ms and r.wall_ms.get(m) else nan for r in rows]))
-    if any(r.pair_host_ms for r in rows):  # CPU per replay over bf16's in the same process (< 1: cheaper)
-        cols.append(("cpu q / pair", "ro_cpu_queued_over_paired_bf16", ".2f",
-                     [r.host_ms["queued"] / r.pair_host_ms["queued"] if r.pair_host_ms and "queued" in r.host_ms
-                      else nan for r in rows]))
+                         [r.pair[m]["x"] if m in r.pair else nan for r in rows]))
+            cols.append((f"{SHORT[m]} cpu/pair", f"{m}_cpu_over_paired_bf16", ".2f",
+                         [r.pair[m]["cpu"] if m in r.pair else nan for r in rows]))
     return cols + [("MiB", "weight_mib", ".1f", [r.weight_mib for r in rows]),
                    ("agree", "agreement", ".3f", [r.agreement for r in rows]),
                    ("SQNR", "sqnr_db", ".1f", [r.sqnr_db for r in rows]),
@@ -573,9 +603,9 @@ def add_args(p: argparse.ArgumentParser):
     p.add_argument("--repeats", type=int, default=None, help="timed loops per run, median (default 3; tiny: 1)")
     p.add_argument("--time-budget", type=float, default=540.0, help="seconds for all configs (default %(default)s)")
     p.add_argument("--no-isolate", dest="isolate", action="store_false", help="every config in this process (no kill)")
-    p.add_argument("--paired", default="default",
-                   help="comma list of modes in which each tqk config's process also times bf16 right after "
-                        "it (default %(default)s; '' for none)")
+    p.add_argument("--paired", default="ro,default",
+                   help="comma list of modes in which each tqk config's process also runs bf16, their decode "
+                        "loops interleaved (default %(default)s; '' for none)")
     p.add_argument("--warm-jobs", type=int, default=None,
                    help="parallel processes that compile every config first, untimed, so the timed runs hit "
                         "the compile caches (default 8 on CUDA, 0 on a CPU; 0: off; 16 ran the H200's 139 GiB out of memory)")

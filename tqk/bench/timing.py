@@ -318,6 +318,39 @@ def host_readings(step: Callable[[], object], n: int, device, rewind: Callable[[
     return {"queued": statistics.median(queued), "stalled": statistics.median(stalled) if stalled else math.nan}
 
 
+def interleaved(loops: dict[str, tuple[Callable[[], object], Callable[[], object]]], n: int, device,
+                rounds: int = 6) -> dict[str, dict]:
+    """Wall and queued host CPU per step of several step functions, their n-step loops taken in turn
+    in one process: A B, then B A, round after round. A host-bound step (no CUDA graphs, or a graph's
+    CPU per replay) reads up to 1.4x apart from one minute to the next on the H200's shared host, and
+    uniformly so (a cProfile of two windows: every function ~40% slower in one); a ratio of loops run
+    side by side cancels that, a ratio of two runs a minute apart does not. loops: name -> (step,
+    rewind), rewind() run untimed before each loop so every loop decodes the same positions.
+    Returns name -> {"wall", "cpu": medians in seconds, "walls", "cpus": per round}."""
+    got = {k: {"walls": [], "cpus": []} for k in loops}
+    names = list(loops)
+    for r in range(rounds):
+        for k in (names if r % 2 == 0 else names[::-1]):
+            step, rewind = loops[k]
+            rewind()
+            _sync(device)
+            t0, c0 = time.perf_counter(), time.thread_time()
+            for _ in range(n):
+                step()
+            cpu = time.thread_time() - c0
+            _sync(device)
+            got[k]["walls"].append((time.perf_counter() - t0) / n)
+            got[k]["cpus"].append(cpu / n)
+    for v in got.values():
+        v["wall"], v["cpu"] = statistics.median(v["walls"]), statistics.median(v["cpus"])
+    return got
+
+
+def median_ratio(num: Sequence[float], den: Sequence[float]) -> float:
+    """The median of num[i] / den[i]: a ratio per round of an interleaved run, not a ratio of medians."""
+    return statistics.median(a / b for a, b in zip(num, den))
+
+
 def graph_floor(step: Callable[[], object], replays: int = 20, repeats: int = 5) -> float:
     """Seconds per replay of step() captured as one CUDA graph: the GPU time of a step with no host
     cost between its kernels. Warm-up on a side stream, as capture wants; then the median over
