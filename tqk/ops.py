@@ -188,8 +188,6 @@ def _scaled_linear(
         a_scales = activation_scales(a, act, act_granularity, static_scale)
     else:
         a, a_scales = quantize_activation(x2d, act, act_granularity, static_scale, scaling_mode)
-        if fmt.w_scale == "e4m3":  # NVFP4: the weight's tensor scale joins the activation's, once per output
-            a_scales = a_scales * zeros
     config = scaled_config(fmt, config_m, out_features, in_features, prologue, x.device)
     out = launch_scaled_mm(a, a_scales, packed, scales, zeros, bias, fmt, out_features, in_features, x.dtype,
                            config, prologue, interpreting(), counters=counters, wrap=_WRAP)

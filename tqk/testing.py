@@ -271,7 +271,7 @@ def _byte_scales(wg: torch.Tensor, fmt) -> tuple:
         code = (torch.where(m == 0.5, e - 1, e).clamp(-127, 127) + 127).to(torch.uint8)
         return torch.exp2(code.double() - 127), code, None
     top = float(amax.max()) if amax.numel() else 0.0
-    ts = torch.tensor([top / (448.0 * emax) if top > 0 else 1.0], dtype=torch.float32)
+    ts = torch.tensor([top / (448.0 * emax) if top > 0 else 1.0], dtype=torch.float32, device=wg.device)
     code = (amax / emax / ts.double()).clamp(max=448.0).float().to(torch.float8_e4m3fn).view(torch.uint8)
     scale = code.view(torch.float8_e4m3fn).double() * ts.double()
     return torch.where(scale > 0, scale, torch.ones_like(scale)), code, ts

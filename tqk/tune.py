@@ -186,8 +186,6 @@ def tune_scaled(args, device, table, bench, bf16_time) -> list:
                     else:
                         a, a_scales = quantize_activation(x, layout.act, layout.act_granularity, layout.static_scale,
                                                           layout.scaling_mode)
-                        if fmt.w_scale == "e4m3":  # NVFP4: the weight's tensor scale, as tqk.ops folds it in
-                            a_scales = a_scales * qw.zeros
                     cands = with_heuristic(scaled_candidates(fmt, m), scaled_heuristic(fmt, m, n, k))
 
                     def launch(cfg, qw, a, warmup=False, a_scales=a_scales, quantize_a=quantize_a):

@@ -37,6 +37,11 @@ DT = torch.bfloat16
 DIMS = [512, 1024, 1024, 512]  # every K a multiple of 128: block and group configs take every layer
 LINEARS = len(DIMS) - 1
 REL = 2**-5
+# NVFP4's activations: e2m1 codes under a block scale that is no power of two, so inductor's fused x / scale
+# and eager's can round an element to codes one apart, which moves that row's outputs by up to a third of
+# the block's largest value times a weight (0.040 of a 0.39 output scale on the H200, s14 run 1): compared
+# by the relative norm of the difference, where a wrong kernel or a stale buffer is off by about 1
+REL_NORM_4BIT = 2**-3
 # Llama-3-8B projections, (N, K): q/o, k/v (8 KV heads of 128), gate/up, down
 LLAMA3_8B = {"qo": (4096, 4096), "kv": (1024, 4096), "gate_up": (14336, 4096), "down": (4096, 14336)}
 
@@ -90,7 +95,10 @@ def test_mlp_every_mode_first_call(name, mode):
             x = torch.randn(m, DIMS[0], dtype=DT, device=CUDA)
             out = compiled(x).clone()
             torch.cuda.synchronize()
-            assert_close_run(out, model(x), REL, msg=f"{name} {mode} call {i}, M={m}")
+            if CONFIGS[name].layout().act_granularity == "nvfp4":
+                assert_close_run(out, model(x), REL_NORM_4BIT, msg=f"{name} {mode} call {i}, M={m}", norm=True)
+            else:
+                assert_close_run(out, model(x), REL, msg=f"{name} {mode} call {i}, M={m}")
     assert graph_breaks() == {}
 
 

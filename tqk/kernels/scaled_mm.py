@@ -20,8 +20,8 @@ plain dots):
   and both blocks' powers of two multiply its float32 partial (BLOCK_K is the block).
 - NVFP4: e2m1 weight codes two to a byte with an e4m3 byte per 16 ([K // 16, N]), decoded to float16
   values code * block scale (exact: at most 6 significant bits, within [2**-10, 2688]); the activation
-  arrives so already (tqk/quant/activation.py), with its float32 tensor scale per row (times the
-  weight's, folded in by the caller). So the products are exact float16 ones, any BLOCK_K (a multiple
+  arrives so already (tqk/quant/activation.py), with its float32 tensor scale per row; the weight's
+  tensor scale (the zeros slot, one float32) multiplies in the epilogue too. So the products are exact float16 ones, any BLOCK_K (a multiple
   of 16) takes one dot, and the tensor scales multiply once, in the epilogue. Not fp8 dots of 16 per
   block: 8-bit dots take K >= 32, and e4m3 does not hold e2m1 times an e4m3 scale.
 
@@ -270,12 +270,14 @@ def _dot(a, w, acc_dtype: tl.constexpr, DOT_F32: tl.constexpr):
 
 
 @triton.jit
-def _epilogue(acc, a_scale, w_scale_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m, mask_n, stride_om,
+def _epilogue(acc, a_scale, w_scale_ptr, w_zero_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m, mask_n, stride_om,
               A_SCALE: tl.constexpr, W_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr):
     """The scales that do not change along K, the bias, and the store in the output's dtype."""
     out = acc.to(tl.float32)
     if A_SCALE == "row" or A_SCALE == "tensor":
         out = out * a_scale[:, None]
+    if W_SCALE == "e4m3":  # NVFP4: the weight's tensor scale (its zeros slot), here and not a kernel of its own
+        out = out * tl.load(w_zero_ptr).to(tl.float32)
     if W_SCALE == "row":
         out = out * tl.load(w_scale_ptr + rn_c).to(tl.float32)[None, :]
     if HAS_BIAS:
@@ -370,15 +372,15 @@ def scaled_mm_kernel(
         else:
             acc += part
     if SPLIT_K == 1:
-        _epilogue(acc, a_scale, w_scale_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m, mask_n, stride_om,
+        _epilogue(acc, a_scale, w_scale_ptr, w_zero_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m, mask_n, stride_om,
                   A_SCALE, W_SCALE, HAS_BIAS)
     else:
         parts = part_ptr + rm[:, None].to(tl.int64) * N + rn[None, :]  # as the output's, masked: shared addresses
         last, total = reduce_splits(acc, parts, stride_part, mask_m[:, None] & mask_n[None, :],
                                     count_ptr + pid_m * num_n + pid_n, tl.program_id(1), SPLIT_K)
         if last:
-            _epilogue(total, a_scale, w_scale_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m, mask_n, stride_om,
-                      A_SCALE, W_SCALE, HAS_BIAS)
+            _epilogue(total, a_scale, w_scale_ptr, w_zero_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m, mask_n,
+                      stride_om, A_SCALE, W_SCALE, HAS_BIAS)
 
 
 @dataclass(frozen=True)

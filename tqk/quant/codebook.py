@@ -64,7 +64,7 @@ def kmeans_1d(values: torch.Tensor, entries: int, max_iter: int = KMEANS_ITERATI
 def nearest_codes(values: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """uint8 codes: the index of the nearest entry of `table` (ascending) for each of `values`
     (float64 comparisons; a value halfway between two entries takes the upper one)."""
-    t = table.double()
+    t = table.double().to(values.device)  # a table kept on the CPU serves values on any device
     mids = (t[1:] + t[:-1]) / 2
     return torch.searchsorted(mids, values.double().contiguous(), right=True).to(torch.uint8)
 
