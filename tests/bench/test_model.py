@@ -202,13 +202,13 @@ def test_paired_bf16_is_interleaved_in_the_configs_own_process():
 
 
 def test_interleaved_loops_alternate_and_ratios_are_per_round():
-    """timing.interleaved takes the loops in turn, A B then B A, rewinding each after it runs; the
+    """timing.interleaved takes the loops in turn, A B then B A, rewinding each before it runs; the
     ratio is a median of per-round ratios (a ratio of medians would mix rounds)."""
     from tqk.bench import timing
     calls = []
     loops = {k: (lambda k=k: calls.append(k), lambda k=k: calls.append("r" + k)) for k in "ab"}
     got = timing.interleaved(loops, 2, "cpu", rounds=3)
-    assert calls == ["a", "a", "ra", "b", "b", "rb", "b", "b", "rb", "a", "a", "ra", "a", "a", "ra", "b", "b", "rb"]
+    assert calls == ["ra", "a", "a", "rb", "b", "b", "rb", "b", "b", "ra", "a", "a", "ra", "a", "a", "rb", "b", "b"]
     assert len(got["a"]["walls"]) == 3 and got["a"]["wall"] > 0
     assert timing.median_ratio([2, 9, 4], [1, 1, 4]) == 2.0
 

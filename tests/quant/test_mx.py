@@ -233,16 +233,20 @@ def test_mx_activation_quantizer_is_quantize_mx(element, dtype, mode):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
 @pytest.mark.parametrize("fixed", [0.0, 1.0], ids=["dynamic", "fixed"])
 def test_nvfp4_activation_quantizer_is_quantize_nvfp4(dtype, fixed):
-    """float16 values e2m1 * e4m3 block scale and a float32 scale per row: on the finite rows, quantize_nvfp4's
-    values but where float32's x / (block scale * tensor scale) lies within 2**-21 of a rounding boundary
-    (float64 there); a NaN or Inf row's scale is non-finite, and no other row's."""
+    """float16 values e2m1 * e4m3 block scale and the float32 tensor scale for every row (one value,
+    expanded): on the finite rows, quantize_nvfp4's values but where float32's x / (block scale * tensor
+    scale) lies within 2**-21 of a rounding boundary (float64 there); a block holding a NaN or an Inf
+    is NaN, and no other block."""
     from tqk.quant.activation import dequantize_activation, quantize_nvfp4_activation
 
     x = _hard_activations(dtype)
     values, rows = quantize_nvfp4_activation(x, fixed)
     assert values.dtype == torch.float16 and rows.dtype == torch.float32 and rows.shape == (24,)
-    finite = torch.isfinite(x.float()).all(-1)
-    assert torch.equal(torch.isfinite(rows), finite)
+    assert rows.stride() == (0,) and bool(torch.isfinite(rows).all())
+    blocks = x.float().view(24, -1, 16)
+    bad = ~torch.isfinite(blocks).all(-1)
+    assert torch.equal(values.view(24, -1, 16).isnan().all(-1), bad) and not values.view(24, -1, 16)[~bad].isnan().any()
+    finite = ~bad.any(-1)
     xf = x.float()[finite]
     codes, scales, ts = mx.quantize_nvfp4(xf, tensor_scale=None if fixed == 0.0 else torch.ones(1))
     assert bool((rows[finite] == float(ts)).all())

@@ -325,14 +325,15 @@ def interleaved(loops: dict[str, tuple[Callable[[], object], Callable[[], object
     CPU per replay) reads up to 1.4x apart from one minute to the next on the H200's shared host, and
     uniformly so (a cProfile of two windows: every function ~40% slower in one); a ratio of loops run
     side by side cancels that, a ratio of two runs a minute apart does not. loops: name -> (step,
-    rewind), rewind() run untimed after each loop, taking the step back n positions, so every loop
-    decodes the same positions and none runs past its KV cache.
+    rewind), rewind() run untimed before each loop, taking the step back n positions (each step has
+    run n steps already, as after time_steps), so every loop decodes the same positions.
     Returns name -> {"wall", "cpu": medians in seconds, "walls", "cpus": per round}."""
     got = {k: {"walls": [], "cpus": []} for k in loops}
     names = list(loops)
     for r in range(rounds):
         for k in (names if r % 2 == 0 else names[::-1]):
             step, rewind = loops[k]
+            rewind()
             _sync(device)
             t0, c0 = time.perf_counter(), time.thread_time()
             for _ in range(n):
@@ -341,7 +342,6 @@ def interleaved(loops: dict[str, tuple[Callable[[], object], Callable[[], object
             _sync(device)
             got[k]["walls"].append((time.perf_counter() - t0) / n)
             got[k]["cpus"].append(cpu / n)
-            rewind()
     for v in got.values():
         v["wall"], v["cpu"] = statistics.median(v["walls"]), statistics.median(v["cpus"])
     return got

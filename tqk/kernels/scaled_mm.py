@@ -317,8 +317,8 @@ def scaled_mm_kernel(
     HALF: tl.constexpr = BLOCK_K // 2
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32 if K_STEPS else ACC)
     a_rows = a_ptr + rm_c[:, None].to(tl.int64) * stride_am
-    if A_SCALE == "row" or A_SCALE == "tensor":
-        a_scale = tl.load(a_scale_ptr + rm_c).to(tl.float32)
+    if A_SCALE == "row" or A_SCALE == "tensor":  # (stride 0: NVFP4's one tensor scale, expanded)
+        a_scale = tl.load(a_scale_ptr + rm_c * a_scale_stride).to(tl.float32)
         if QUANTIZE_A and A_SCALE == "tensor":  # the rows' own scales in: the largest finite one is the tensor's
             a_scale = tl.where(tl.abs(a_scale) <= 3.4028234663852886e38, _finite_max(a_scale_ptr, M, 512), a_scale)
         a_inv = _inverse(a_scale)[:, None]  # (prologue only)
@@ -499,7 +499,7 @@ def launch_scaled_mm(a, a_scales, w_codes, w_scales, w_zeros, bias, fmt: ScaledF
         counts = split_counts(counters, tiles, a.device)
     args = (a, a_scales, w_codes, w_scales, w_scales if w_zeros is None else w_zeros,
             w_scales if bias is None else bias, out, parts, counts, m, n, k, a.stride(0), w_codes.stride(0),
-            out.stride(0), a_scales.stride(0) if a_scales.dim() == 2 else 1, per_split, m * n)
+            out.stride(0), a_scales.stride(0), per_split, m * n)
     consts = dict(ACT=fmt.act, WEIGHT=fmt.weight, A_SCALE=fmt.a_scale, W_SCALE=fmt.w_scale, HAS_BIAS=bias is not None,
                   QUANTIZE_A=quantize_a, DOT_F32=interpreted, EVEN_K=k % config.block_k == 0,
                   BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, GROUP_M=config.group_m,

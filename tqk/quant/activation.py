@@ -26,6 +26,8 @@ tqk/quant/mx.py's float64 encodes write (`quantize_mx_activation`, `quantize_nvf
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .mx import E2M1_MAX, E4M3_MAX, MX_BLOCK_SIZE, MX_ELEMENTS, NVFP4_BLOCK_SIZE, ScaleCalculationMode, decode_e8m0
@@ -171,27 +173,29 @@ def quantize_mx_activation(x2d: torch.Tensor, element: str, mode="floor"):
 
 
 def quantize_nvfp4_activation(x2d: torch.Tensor, tensor_scale: float = 0.0):
-    """x [M, K] -> (float16 values e2m1(P) * e4m3(block scale) [M, K], float32 row scales [M]), so that
-    x ~= values * row scale: tqk.quant.mx.quantize_nvfp4's encode in float32. tensor_scale 0.0: dynamic,
-    the largest finite |x| / (448 * 6) (1.0 for a zero tensor); else that fixed scale (torchao's
-    use_dynamic_per_tensor_scale=False: 1.0). Each row's scale is the tensor scale, or the row's own
-    amax where that is NaN or Inf (which then reaches that row's outputs only). e2m1 times e4m3 has at
-    most 6 significant bits and lies in [2**-10, 2688]: float16 holds it exactly.
+    """x [M, K] -> (float16 values e2m1(P) * e4m3(block scale) [M, K], float32 scales [M]: the tensor scale,
+    expanded, no copy), so that x ~= values * scale: tqk.quant.mx.quantize_nvfp4's encode in float32.
+    tensor_scale 0.0: dynamic, the largest finite |x| / (448 * 6) (1.0 for a zero tensor); else that fixed
+    scale (torchao's use_dynamic_per_tensor_scale=False: 1.0). A block holding a NaN or an Inf gets NaN
+    values, so its row's outputs are NaN and no other row's. e2m1 times e4m3 has at most 6 significant
+    bits and lies in [2**-10, 2688]: float16 holds it exactly. Under torch.compile this is two kernels
+    (the global amax, then the blocks' encode) where a scale per row took two more.
 
     Not bit for bit quantize_nvfp4 (float64): the element's x / (block scale * tensor scale) rounds
     twice in float32, which can move a value within 2**-22 of a rounding boundary to the other side."""
     m, k = x2d.shape
     x = x2d.float()
-    row_amax = x.abs().amax(-1)
-    finite = torch.isfinite(row_amax)
     if tensor_scale == 0.0:
-        ts = torch.where(finite, row_amax, 0.0).amax() / (E4M3_MAX * E2M1_MAX)
+        mag = x.abs()
+        ts = torch.where(torch.isfinite(mag), mag, 0.0).amax() / (E4M3_MAX * E2M1_MAX)
         ts = torch.where(ts > 0, ts, 1.0)
     else:
         ts = torch.tensor(tensor_scale, dtype=torch.float32, device=x.device)
     xb = x.view(m, k // NVFP4_BLOCK_SIZE, NVFP4_BLOCK_SIZE)
-    block = ((xb.abs().amax(-1) / E2M1_MAX) / ts).clamp(max=E4M3_MAX).to(torch.float8_e4m3fn).float()
+    amax = xb.abs().amax(-1)
+    block = ((amax / E2M1_MAX) / ts).clamp(max=E4M3_MAX).to(torch.float8_e4m3fn).float()
+    block = torch.where(torch.isfinite(amax), block, math.nan)  # (clamp would make an Inf block finite)
     total = block * ts
     v = torch.where(total[..., None] > 0, xb / torch.where(total > 0, total, 1.0)[..., None], 0.0)
-    values = round_to_element(v, "e2m1") * block[..., None]
-    return values.to(torch.float16).view(m, k), torch.where(finite, ts, row_amax)
+    values = round_to_element(v, "e2m1") * block[..., None]  # (a NaN block: 0 * NaN)
+    return values.to(torch.float16).view(m, k), ts.reshape(1).expand(m)
