@@ -12,7 +12,8 @@ echo "== pytest: rc $? ($((SECONDS - T0)) s)"
 grep -E "^(FAILED|ERROR)|[0-9]+ passed|[0-9]+ failed" $OUT/pytest_gpu.txt | cut -c1-250 | tail -12
 grep -E "^E  " $OUT/pytest_gpu.txt | cut -c1-250 | sort | uniq -c | sort -rn | head -6
 T1=$SECONDS
-timeout $((585 - SECONDS)) python3 -m tqk.bench model --paired ro,default --time-budget $((560 - SECONDS)) \
+S=${S:-585}
+timeout $((S - SECONDS)) python3 -m tqk.bench model --paired ro,default --time-budget $((S - 25 - SECONDS)) \
   --out $OUT/model > $OUT/model_log.txt 2>&1
 echo "== model benchmark: rc $? ($((SECONDS - T1)) s)"
 grep -vE "Warning|warn|^\s*$" $OUT/model_log.txt | grep -E "^\[|warm|took|skipped" | cut -c1-160 | tail -14
