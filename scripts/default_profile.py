@@ -5,9 +5,6 @@ it), the tqk launches in it, wall and CPU ms per step, and the top of a cProfile
 
     python scripts/default_profile.py tqk-int4 [layers] [option]   # option: static (inductor's launcher)
 """
-import cProfile
-import io
-import pstats
 import re
 import sys
 import time
@@ -15,6 +12,7 @@ import time
 import torch
 from torch._inductor.utils import run_and_get_code
 
+from profiled import profile_steps, top
 from tqk.bench.decoder import ModelArgs, build_model
 from tqk.bench.model import STATIC_LAUNCH, apply_config
 
@@ -50,15 +48,7 @@ for batch in (1, 16):
         c1 = time.thread_time()
         torch.cuda.synchronize()
         wall, cpu = (time.perf_counter() - w0) / 200 * 1e3, (c1 - c0) / 200 * 1e3
-        prof = cProfile.Profile()
-        prof.enable()
-        for _ in range(100):
-            step()
-        prof.disable()
-        torch.cuda.synchronize()
-    out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(16)
-    keep = [ln for ln in out.getvalue().splitlines() if ln.strip() and not ln.startswith(("   Ordered", "   List"))]
+        stats = profile_steps(step, 100)
     print(f"=== {name} {'static ' if options else ''}batch {batch}: wall {wall:.3f} ms cpu {cpu:.3f} ms per step; "
           f"{launches} tqk launches; symbols {symbols[:6]}; compile {compile_s:.0f} s", flush=True)
-    print("\n".join(ln[:180] for ln in keep[:22]), flush=True)
+    print("\n".join(top(stats, 16, 180).splitlines()[:22]), flush=True)

@@ -5,15 +5,13 @@ The model benchmark read the config's CPU per replay at 1.36-1.97x bf16's in the
 
     python scripts/replay_pair.py tqk-int4 1
 """
-import cProfile
-import io
-import pstats
 import sys
 
 import torch
 
 from tqk.bench import model as mb
 from tqk.bench import timing
+from profiled import profile_steps, top
 from tqk.bench.decoder import ModelArgs, build_model
 
 name, batch = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1
@@ -24,7 +22,7 @@ for i, config in enumerate((name, "bf16")):
     model = build_model(ModelArgs.llama3_8b(n_layers=4), dev, seed=0)
     mb.apply_config(model, config)
     model.setup_caches(batch, 4 + 64 + 2)
-    step, rewind, _ = mb._decoder(model, "ro", mb.Row(config, batch), p, accuracy=False, reset=i == 0)
+    step, rewind, _ = mb._decoder(model, "ro", mb.Row(config, batch), p, accuracy=False, beside=i > 0)
     for _ in range(64):  # untimed; each loop rewinds 64 first
         step()
     loops[config] = (step, rewind)
@@ -33,18 +31,7 @@ ratio = timing.median_ratio(got[name]["cpus"], got["bf16"]["cpus"])
 print(f"{name} b{batch}: cpu per replay {got[name]['cpu'] * 1e3:.3f} ms, bf16 {got['bf16']['cpu'] * 1e3:.3f}, "
       f"ratio {ratio:.2f}; wall {got[name]['wall'] * 1e3:.3f} / {got['bf16']['wall'] * 1e3:.3f}")
 for config, (step, rewind) in loops.items():
-    prof = cProfile.Profile()
-    for _ in range(3):
-        rewind()
-        torch.cuda.synchronize()
-        prof.enable()
-        for _ in range(64):
-            step()
-        prof.disable()
-    torch.cuda.synchronize()
-    out = io.StringIO()
-    st = pstats.Stats(prof, stream=out)
+    st = profile_steps(step, 64, rounds=3, before=rewind)
     calls = sum(v[1] for v in st.stats.values())
     print(f"== {config}: {calls / 192:.0f} Python calls per replay, {st.total_tt / 192 * 1e3:.3f} ms profiled")
-    st.sort_stats("tottime").print_stats(22)
-    print("\n".join(ln[:175] for ln in out.getvalue().splitlines() if ln.strip() and "/" in ln)[:5000])
+    print(top(st, 22))

@@ -6,13 +6,11 @@ bf16's stalled host time per replay where int4 read below it (docs/bench/h200-20
 
     python scripts/replay_profile.py tqk-fp8 1
 """
-import cProfile
-import io
-import pstats
 import sys
 
 import torch
 
+from profiled import profile_steps, top
 from tqk.bench import model as mb
 from tqk.bench import timing
 from tqk.bench.decoder import ModelArgs, build_model
@@ -47,12 +45,5 @@ with torch.no_grad():
     print(name, batch, "GPU ops per replay:", sum(e.count for e in kernels) / 10)
     for e in sorted(kernels, key=lambda e: -e.count)[:12]:
         print(f"  {e.count / 10:6.1f}  {e.key[:110]}")
-    prof = cProfile.Profile()
-    prof.enable()
-    for _ in range(200):
-        step()
-    prof.disable()
-    torch.cuda.synchronize()
-out = io.StringIO()
-pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(16)
-print("\n".join(ln[:170] for ln in out.getvalue().splitlines() if ln.strip())[:6000])
+    stats = profile_steps(step, 200)
+print(top(stats, 16, 170)[:6000])

@@ -190,8 +190,8 @@ def test_warm_phase_runs_every_config_in_parallel_children():
 def test_paired_bf16_is_interleaved_in_the_configs_own_process():
     """--paired: a tqk config's row carries bf16's loops interleaved with its own, from its own process;
     the columns are the per-round ratios; bf16's own row has none."""
-    rows = mb.run(_params(modes=["default"], paired=["default"], pair_rounds=2), ["bf16", "tqk-int8"], time_budget_s=300,
-                  isolated=False, log=lambda s: None)
+    rows = mb.run(_params(modes=["default"], paired=["default"], pair_rounds=2), ["bf16", "tqk-int8"],
+                  time_budget_s=300, isolated=False, log=lambda s: None)
     bf16, q = rows
     pair = q.pair["default"]
     assert not bf16.pair and pair["bf16_ms"] > 0 and pair["ms"] > 0 and pair["x"] > 0 and pair["cpu"] > 0, q

@@ -243,9 +243,9 @@ def test_nvfp4_activation_quantizer_is_quantize_nvfp4(dtype, fixed):
     values, rows = quantize_nvfp4_activation(x, fixed)
     assert values.dtype == torch.float16 and rows.dtype == torch.float32 and rows.shape == (24,)
     assert rows.stride() == (0,) and bool(torch.isfinite(rows).all())
-    blocks = x.float().view(24, -1, 16)
-    bad = ~torch.isfinite(blocks).all(-1)
-    assert torch.equal(values.view(24, -1, 16).isnan().all(-1), bad) and not values.view(24, -1, 16)[~bad].isnan().any()
+    bad = ~torch.isfinite(x.float().view(24, -1, 16)).all(-1)
+    nan = values.view(24, -1, 16).isnan()
+    assert torch.equal(nan.all(-1), bad) and not nan[~bad].any()
     finite = ~bad.any(-1)
     xf = x.float()[finite]
     codes, scales, ts = mx.quantize_nvfp4(xf, tensor_scale=None if fixed == 0.0 else torch.ones(1))

@@ -181,18 +181,19 @@ def _run_prefill(model, row: Row, p: dict):
     row.wall_ms["prefill"], row.cpu_ms["prefill"] = wall * 1e3, cpu * 1e3
 
 
-def _compiled_and_prompt(model, mode: str, batch: int, p: dict, reset: bool = True):
+def _compiled_and_prompt(model, mode: str, batch: int, p: dict, beside: bool = False):
     """A fresh torch.compile of model for `mode`, the teacher-forced prompt [acc_len, batch, 1] and
     the position tensor: what every run (and warm_config) starts from, so all compile the same graph.
-    reset=False keeps what is compiled already (the paired run's config model stays live beside bf16's)."""
+    beside: compiled next to a model compiled already and still live (--paired: bf16 beside the
+    config), so no torch._dynamo.reset() and a frame of its own (_OwnFrame)."""
     dev = torch.device(p["device"])
-    if reset:
+    if not beside:
         torch._dynamo.reset()
     if mode == "eager":
         compiled = model
     else:  # an unknown mode is a KeyError here: the run's note
         kwargs = {"default": {}, "static": {"options": STATIC_LAUNCH}}.get(mode) or {"mode": MODES[mode]}
-        compiled = torch.compile(model if reset else _OwnFrame(model), fullgraph=True, **kwargs)
+        compiled = torch.compile(_OwnFrame(model) if beside else model, fullgraph=True, **kwargs)
     g = torch.Generator(device="cpu").manual_seed(p["seed"] + 1)
     # prompt[i]: the batch's i-th tokens [B, 1], with the strides of argmax's output (another stride
     # is a guard failure: a recompile in the timed loop)
@@ -231,11 +232,11 @@ class _OwnFrame(nn.Module):
         return self.model(tokens, pos)
 
 
-def _decoder(model, mode: str, row: Row, p: dict, accuracy: bool, reset: bool = True):
+def _decoder(model, mode: str, row: Row, p: dict, accuracy: bool, beside: bool = False):
     """Compile for `mode` and teacher-force the prompt through the compiled model (its first calls).
     Returns (step, rewind, logits): one greedy decode step, what takes it back p["gen"] positions, and
     the teacher-forced logits [B, acc_len, V] (float, on the CPU) when `accuracy`, else None."""
-    compiled, prompt, pos = _compiled_and_prompt(model, mode, row.batch, p, reset)
+    compiled, prompt, pos = _compiled_and_prompt(model, mode, row.batch, p, beside)
     logits = []
     skips = counters["inductor"]["cudagraph_skips"]
     with torch.no_grad():  # not inference_mode: the gpt-fast form that compile + CUDA graphs expect
@@ -295,7 +296,7 @@ def _run_paired(p: dict, row: Row, mode: str, cache_len: int, refs: dict, mine):
     ref = refs["bf16"]
     ref.setup_caches(row.batch, cache_len)
     try:
-        theirs = _decoder(ref, mode, Row("bf16", row.batch), dict(p, acc_len=2), accuracy=False, reset=False)[:2]
+        theirs = _decoder(ref, mode, Row("bf16", row.batch), dict(p, acc_len=2), accuracy=False, beside=True)[:2]
         for _ in range(p["gen"]):  # untimed; and now it stands n steps on, as the config's step does
             theirs[0]()
         graphs = counters["stats"]["unique_graphs"]

@@ -20,9 +20,10 @@ plain dots):
   and both blocks' powers of two multiply its float32 partial (BLOCK_K is the block).
 - NVFP4: e2m1 weight codes two to a byte with an e4m3 byte per 16 ([K // 16, N]), decoded to float16
   values code * block scale (exact: at most 6 significant bits, within [2**-10, 2688]); the activation
-  arrives so already (tqk/quant/activation.py), with its float32 tensor scale per row; the weight's
-  tensor scale (the zeros slot, one float32) multiplies in the epilogue too. So the products are exact float16 ones, any BLOCK_K (a multiple
-  of 16) takes one dot, and the tensor scales multiply once, in the epilogue. Not fp8 dots of 16 per
+  arrives so already (tqk/quant/activation.py), with its float32 tensor scale expanded to the rows
+  (stride 0); the weight's tensor scale is the zeros slot (one float32). So the products are exact
+  float16 ones, any BLOCK_K (a multiple of 16) takes one dot, and both tensor scales multiply once, in
+  the epilogue. Not fp8 dots of 16 per
   block: 8-bit dots take K >= 32, and e4m3 does not hold e2m1 times an e4m3 scale.
 
 The products are exact: int8 x int8 accumulates in int32; e4m3 x e4m3 products are exact in the
