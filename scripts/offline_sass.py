@@ -60,10 +60,15 @@ POINTERS = {"x_ptr": "*bf16", "w_ptr": "*i32", "scale_ptr": "*bf16", "zero_ptr":
 
 def build(kernel, fmt, **switches):
     defaults = {"WIDE": False, "BIASED": False} if kernel is wo.weight_only_gemv_kernel else {}
-    switches = dict(defaults, **switches)
+    switches = {**defaults, "STORED": False, **switches}
     warps = switches.pop("num_warps", 4)
     consts = dict(fmt.constexprs(), HAS_BIAS=False, PTX=True, **switches)
-    sig = {name: POINTERS.get(name, "constexpr" if name in consts else "i32") for name in kernel.arg_names}
+    # STORED: a QuantizedLinear's one int32 buffer stands for scales, zero points and table (tqk/layouts/storage.py)
+    pointers = dict(POINTERS, **({n: "constexpr" for n in ("scale_ptr", "zero_ptr", "table_ptr")}
+                                 if switches["STORED"] else {}))
+    sig = {name: pointers.get(name, "constexpr" if name in consts else "i32") for name in kernel.arg_names}
+    if switches["STORED"]:  # the launcher passes None for them, which Triton makes constants
+        consts.update(scale_ptr=None, zero_ptr=None, table_ptr=None)
     consts = {name: value for name, value in consts.items() if name in sig}
     # the launcher's specialization: pointers 16-byte aligned, sizes multiples of 16
     divisible = [i for i, name in enumerate(kernel.arg_names) if sig[name] != "constexpr"
@@ -154,6 +159,14 @@ for _name, _layout in (("lut4_row", CodebookLayout(nbits=4)), ("lut8_g32", Codeb
     CASES[f"{_name}_gemv_split"] = (wo.weight_only_gemv_kernel, _layout.weight_format(), _GEMV_SPLIT)
     CASES[f"{_name}_gemv_row"] = (wo.weight_only_gemv_kernel, _layout.weight_format(), _GEMV_ROW)
     CASES[f"{_name}_gemm_split"] = (wo.weight_only_gemm_kernel, _layout.weight_format(), _GEMM_SPLIT)
+
+# the kernels reading a QuantizedLinear's one buffer: float scales with and without zero points, byte scales and NVFP4's
+# float32 tensor scale, a table
+for _name in ("int4_g128_gemv_biased", "uint8_row_gemv", "fp8_row_gemv", "uint3_g128_gemm_split", "nvfp4_gemv_split",
+              "lut8_g32_gemv_split"):
+    _kernel, _fmt, _switches = CASES[_name]
+    CASES[_name + "_stored"] = (_kernel, _fmt, dict(_switches, STORED=True))
+
 
 def all_cases():
     for name, (kernel, fmt, switches) in CASES.items():

@@ -1,23 +1,56 @@
 """QuantizedLinear: what quantize_ turns each selected nn.Linear into.
 
-The packed tensors are plain buffers and forward calls the op on them. Why not an nn.Linear holding
-the tensor-subclass weight: under torch.compile a subclass parameter is unwrapped by AOTAutograd in
-Python on every call, and each of its size()/stride() guards runs the subclass's
-`__torch_function__`. For 33 layers that cost 0.75-1.42 ms of CPU per CUDA-graph replay on the H200,
-where bf16 costs 0.2 ms. Plain buffers are ordinary graph inputs, and as few as can be: every graph
-input costs CPU time on each replay, so scales and zero points are one buffer (`qparams`, sliced in
-forward, which compiles to views) and the split-K counters are one buffer per device.
+The layer's quantized tensors live in one plain int32 buffer, `data` (tqk/layouts/storage.py), and
+forward calls the op on it. Why not an nn.Linear holding the tensor-subclass weight: under
+torch.compile a subclass parameter is unwrapped by AOTAutograd in Python on every call, and each of
+its size()/stride() guards runs the subclass's `__torch_function__`. For 33 layers that cost
+0.75-1.42 ms of CPU per CUDA-graph replay on the H200, where bf16 costs 0.2 ms. Plain buffers are
+ordinary graph inputs, and as few as can be: every graph input costs CPU time on each replay, so
+codes, scales, zero points and table are one buffer (the weight-only kernels read it at offsets) and
+the split-K counters are one buffer per device, shared by every layer.
 
-What users rely on stays: `layer.weight` is a QuantizedLinearWeight over the same buffers
+What users rely on stays: `layer.weight` is a QuantizedLinearWeight over views of the buffer
 (`.dequantize()`, `.packed_nbytes`), `state_dict()` holds it under `weight` (loadable with
 `torch.load(weights_only=True)`), and `isinstance(layer, nn.Linear)` holds.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from . import ops
+from .layouts.storage import Storage
 from .tensor import QuantizedLinearWeight
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """What forward needs besides tensors: the layout, where its tensors sit in the buffer, the dtype, and
+    `call`, the layout's stored_call (a tqk.ops function's name and its constant arguments)."""
+
+    layout: object  # a Layout (tqk/layouts)
+    storage: Storage
+    dtype: torch.dtype
+    call: tuple
+
+    @property
+    def key(self) -> str:
+        """call, spelled out: what forward reads from the layer (_call_of)."""
+        return repr(self.call)
+
+
+_CALLS: dict[str, tuple] = {}  # LayerSpec.key -> call, for every layer made in this process (a few per model)
+
+
+@torch.compiler.assume_constant_result
+def _call_of(key: str) -> tuple:
+    """The call a layer's spec key names. Under torch.compile forward reads one string from the layer (one
+    guard) and this runs while tracing: its result is plain constants, which dynamo takes without guards.
+    Reading the layout, storage and dtype from the layer instead guarded every field read, on every call:
+    30-40 guards per layer, 15-50 us of host time per decode step (docs/perf-notes.md)."""
+    return _CALLS[key]
 
 
 class QuantizedLinear(nn.Linear):
@@ -46,21 +79,44 @@ class QuantizedLinear(nn.Linear):
         if tuple(weight.shape) != (self.out_features, self.in_features):
             raise ValueError(f"weight of shape {tuple(weight.shape)} for a layer of shape "
                              f"({self.out_features}, {self.in_features})")
-        # Byte scales (E8M0, e4m3 codes) keep their float partner (NVFP4's float32 tensor scale) in a buffer of its
-        # own, as int32 bits: a float cast of the model (.half()) must not round it.
+        # Byte scales (E8M0, e4m3 codes) keep their float partner (NVFP4's float32 tensor scale) as it is: a float
+        # cast of the model (.half()) must not round it. Float scales, zero points and tables are in the model's
+        # dtype, which is what the kernels read them as (stored_pointers).
         byte_scales = not weight.scales.is_floating_point()
         if weight.zeros is not None and weight.zeros.dtype != weight.scales.dtype and not byte_scales:
             raise ValueError(f"zero points ({weight.zeros.dtype}) and scales ({weight.scales.dtype}) must share a dtype")
-        self.quant_layout = weight.quant_layout
-        self.weight_dtype = weight.dtype
-        self._has_zeros = weight.zeros is not None and not byte_scales
-        self._set_buffer("packed", weight.packed.detach())
-        self._set_buffer("qparams", weight.scales.detach() if not self._has_zeros else
-                         torch.stack([weight.scales.detach(), weight.zeros.detach()]))
-        self._set_buffer("table", None if weight.table is None else weight.table.detach())  # codebooks' entries
-        self._set_buffer("tensor_scale_bits", weight.zeros.detach().float().view(torch.int32)
-                         if byte_scales and weight.zeros is not None else None)
+        if not byte_scales and weight.scales.dtype != weight.dtype:
+            raise ValueError(f"scales ({weight.scales.dtype}) must be in the weight's dtype ({weight.dtype})")
+        weight.quant_layout.check_table(weight.table)
+        tensors = dict(packed=weight.packed, scales=weight.scales, zeros=weight.zeros, table=weight.table)
+        follows = dict(scales=not byte_scales, zeros=not byte_scales, table=True)
+        storage, data = Storage.pack(tensors, follows)
+        self.spec = self._spec(weight.quant_layout, storage, weight.dtype)
+        self._set_buffer("data", data)
         self._refresh_counters()
+
+    def _spec(self, layout, storage, dtype) -> LayerSpec:
+        call = layout.stored_call(storage, dtype=dtype, out_features=self.out_features, in_features=self.in_features)
+        spec = LayerSpec(layout, storage, dtype, call)
+        _CALLS.setdefault(spec.key, call)
+        self.spec_key = spec.key
+        return spec
+
+    def __setstate__(self, state):  # unpickled (torch.load of a whole model, deepcopy): this process learns the call
+        super().__setstate__(state)
+        _CALLS.setdefault(self.spec.key, self.spec.call)
+
+    @property
+    def quant_layout(self):
+        return self.spec.layout
+
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        return self.spec.dtype
+
+    @property
+    def storage(self) -> Storage:
+        return self.spec.storage
 
     def _set_buffer(self, name, t):
         if name in self._buffers:
@@ -70,17 +126,23 @@ class QuantizedLinear(nn.Linear):
 
     def _refresh_counters(self):
         self._set_buffer("split_counters", self.quant_layout.split_counters(self.out_features, self.in_features,
-                                                                             self.packed.device))
+                                                                             self.data.device))
+
+    @property
+    def packed(self) -> torch.Tensor:
+        return self.storage.get(self.data, "packed")
 
     @property
     def scales(self) -> torch.Tensor:
-        return self.qparams[0] if self._has_zeros else self.qparams
+        return self.storage.get(self.data, "scales")
 
     @property
     def zeros(self) -> torch.Tensor | None:
-        if self._has_zeros:
-            return self.qparams[1]
-        return None if self.tensor_scale_bits is None else self.tensor_scale_bits.view(torch.float32)
+        return self.storage.get(self.data, "zeros")
+
+    @property
+    def table(self) -> torch.Tensor | None:
+        return self.storage.get(self.data, "table")
 
     @property
     def weight(self) -> QuantizedLinearWeight:
@@ -93,19 +155,22 @@ class QuantizedLinear(nn.Linear):
         super().__setattr__(name, value)
 
     def _apply(self, fn, recurse=True):
-        """.to(device) / .cuda() move the buffers (and remake the counters there); a float cast
-        (.half(), .float()) casts scales and zero points and the layer then takes that dtype."""
+        """.to(device) / .cuda() move the buffer (and remake the counters there); a float cast (.half(),
+        .float()), which leaves an int32 buffer as it is, casts the scales, zero points and table in it, and
+        the layer then takes that dtype."""
         super()._apply(fn, recurse)
-        if not self.qparams.is_floating_point():  # byte scales: the cast the model dtype takes
-            self.weight_dtype = fn(torch.empty(0, dtype=self.weight_dtype)).dtype
-        elif self.qparams.dtype != self.weight_dtype:
-            self.weight_dtype = self.qparams.dtype
+        dtype = fn(torch.empty(0, dtype=self.weight_dtype)).dtype
+        if dtype != self.weight_dtype and dtype.is_floating_point:
+            storage, data = self.storage.cast(self.data, dtype)
+            self.spec = self._spec(self.quant_layout, storage, dtype)
+            self._set_buffer("data", data)
         self._refresh_counters()
         return self
 
     # --- state_dict: `weight` is the QuantizedLinearWeight ---------------------------------
     def _save_to_state_dict(self, destination, prefix, keep_vars):
-        destination[prefix + "weight"] = self.weight
+        # Copies out of the one buffer: torch.save cannot write views of one storage as different dtypes.
+        destination[prefix + "weight"] = self.weight._apply_inner(lambda t: t.clone())
         super()._save_to_state_dict(destination, prefix, keep_vars)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
@@ -136,9 +201,8 @@ class QuantizedLinear(nn.Linear):
 
     # --- the matmul -------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.quant_layout.linear(x, self.packed, self.scales, self.zeros, self.bias, self.split_counters,
-                                        dtype=self.weight_dtype, out_features=self.out_features,
-                                        in_features=self.in_features, table=self.table)
+        name, args = _call_of(self.spec_key)
+        return getattr(ops, name)(x, self.data, self.bias, self.split_counters, *args)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "

@@ -21,6 +21,7 @@ from .kernels import reference
 from .kernels.tuning import M_REGIONS, select_config
 from .kernels.scaled_mm import launch_scaled_mm, quantize_in_prologue, scaled_config
 from .kernels.weight_only import WeightFormat, interpreting, launch_weight_only
+from .layouts.storage import stored_views, view_at
 from .quant.activation import activation_scales, quantize_activation
 
 ACTIVATION_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
@@ -37,15 +38,18 @@ def _config_m(m) -> int:
 
 
 def _weight_only_linear(
-    x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
+    x: torch.Tensor, packed: torch.Tensor, scales: Optional[torch.Tensor], zeros: Optional[torch.Tensor],
     bias: Optional[torch.Tensor], counters: Optional[torch.Tensor], table: Optional[torch.Tensor], bits: int,
     element: str, zero_mode: str, zero_offset: int, group_size: int, span: int, scale_fmt: str, vector_size: int,
-    out_features: int, in_features: int,
+    out_features: int, in_features: int, stored: Optional[list[int]] = None,
 ) -> torch.Tensor:
     """out[..., N] = x[..., K] @ dequantize(packed, scales, zeros).T + bias.
 
     table: a codebook's entries (element "lut", tqk/layouts/codebook.py), else None; [2**bits,
     vector_size] when a code stands for vector_size input features.
+
+    stored: a QuantizedLinear's one buffer is `packed` (scales, zeros, table None) and this says where
+    the rest sits in it (Storage.kernel_args, tqk/layouts/storage.py): one graph input per layer.
 
     counters: the layer's zeroed split-K slots, or None. The kernel counts in them and sets them
     back to zero, so the op is declared functional (which lets it have an autograd formula): no
@@ -60,7 +64,7 @@ def _weight_only_linear(
         return x.new_empty(*x.shape[:-1], out_features)
     config = select_config(fmt.key, out_features, in_features, _config_m(m), x.device)
     out = launch_weight_only(x2d, packed, scales, zeros, bias, fmt, out_features, in_features, config,
-                             counters=counters, wrap=_WRAP, table=table)
+                             counters=counters, wrap=_WRAP, table=table, stored=stored)
     return out.reshape(*x.shape[:-1], out_features)
 
 
@@ -71,7 +75,7 @@ if interpreting():
 
     @weight_only_linear.register_fake
     def _(x, packed, scales, zeros, bias, counters, table, bits, element, zero_mode, zero_offset, group_size, span,
-          scale_fmt, vector_size, out_features, in_features):
+          scale_fmt, vector_size, out_features, in_features, stored=None):
         return x.new_empty(*x.shape[:-1], out_features)
 else:
     _WRAP = wrap_triton
@@ -81,9 +85,11 @@ else:
 
 def _setup_context(ctx, inputs, output):
     (x, packed, scales, zeros, bias, counters, table, bits, element, zero_mode, zero_offset, group_size, span,
-     scale_fmt, vector_size, n, k) = inputs
-    ctx.save_for_backward(packed, scales, zeros, table)
+     scale_fmt, vector_size, n, k, *stored) = inputs
     ctx.fmt = WeightFormat(bits, element, zero_mode, zero_offset, group_size, span, scale_fmt, vector_size)
+    if stored and stored[0] is not None:
+        packed, scales, zeros, table = stored_views(packed, stored[0], ctx.fmt, n, x.dtype)
+    ctx.save_for_backward(packed, scales, zeros, table)
     ctx.in_features = k
     ctx.x_dtype = x.dtype
     ctx.has_bias = bias is not None
@@ -99,7 +105,7 @@ def _backward(ctx, grad):
         grad_x = grad @ w
     if ctx.has_bias and ctx.needs_input_grad[4]:
         grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0)
-    return (grad_x, None, None, None, grad_bias) + (None,) * 12
+    return (grad_x, None, None, None, grad_bias) + (None,) * 13
 
 
 weight_only_linear.register_autograd(_backward, setup_context=_setup_context)
@@ -129,12 +135,12 @@ def check_linear_inputs(x, bias, *, dtype: torch.dtype, device: torch.device, in
                              f"got {bias.dtype} {tuple(bias.shape)} on {bias.device}")
 
 
-def check_packed_words(packed: torch.Tensor, fmt: WeightFormat, in_features: int) -> None:
-    """A weight-only layout's packed words are [N, fmt.packed_words(K)]. 3-, 5-, 6- and 7-bit words of
-    tqk before 2026-12-02 (4- and 8-bit slots) are wider, and the kernels would misread them."""
+def check_packed_words(shape, fmt: WeightFormat, in_features: int) -> None:
+    """A weight-only layout's packed words are [N, fmt.packed_words(K)] (`shape`). 3-, 5-, 6- and 7-bit
+    words of tqk before 2026-12-02 (4- and 8-bit slots) are wider, and the kernels would misread them."""
     want = fmt.packed_words(in_features)
-    if packed.dim() != 2 or packed.shape[1] != want:
-        raise ValueError(f"packed words of shape {tuple(packed.shape)} for {fmt.bits}-bit codes of K={in_features}: "
+    if len(shape) != 2 or shape[1] != want:
+        raise ValueError(f"packed words of shape {tuple(shape)} for {fmt.bits}-bit codes of K={in_features}: "
                          f"expected [N, {want}] (tqk/layouts/packing.py; 3-, 5-, 6- and 7-bit weights packed "
                          f"before dense packing took 4- or 8-bit slots: quantize them again)")
 
@@ -145,10 +151,20 @@ def quantized_linear(x, packed, scales, zeros, bias, counters, fmt: WeightFormat
     both call. table: a codebook layout's entries (the layout checks its shape), else None."""
     check_linear_inputs(x, bias, dtype=dtype, device=packed.device, in_features=in_features,
                         out_features=out_features)
-    check_packed_words(packed, fmt, in_features)
+    check_packed_words(packed.shape, fmt, in_features)
     return weight_only_linear(x, packed, scales, zeros, bias, counters, table, fmt.bits, fmt.element, fmt.zero_mode,
                               fmt.zero_offset, fmt.group_size, fmt.span, fmt.scale_fmt, fmt.vector_size, out_features,
                               in_features)
+
+
+def stored_linear(x, data, bias, counters, dtype, out_features, in_features, bits, element, zero_mode, zero_offset,
+                  group_size, span, scale_fmt, vector_size, stored) -> torch.Tensor:
+    """quantized_linear on a QuantizedLinear's one buffer `data` (tqk/layouts/storage.py); the arguments after
+    counters are Layout.stored_call's. The kernel gets the buffer and the byte offsets in it."""
+    check_linear_inputs(x, bias, dtype=dtype, device=data.device, in_features=in_features,
+                        out_features=out_features)
+    return weight_only_linear(x, data, None, None, bias, counters, None, bits, element, zero_mode, zero_offset,
+                              group_size, span, scale_fmt, vector_size, out_features, in_features, list(stored))
 
 
 # ------------------------------------------------------------------------------------------
@@ -234,3 +250,15 @@ def scaled_linear_checked(x, packed, scales, zeros, bias, counters, layout, *, d
     return scaled_linear(x, packed, scales, zeros, bias, counters, layout.act, layout.weight, layout.act_granularity,
                          layout.weight_granularity, layout.group_size, layout.static_scale, layout.symmetric,
                          layout.act_quant, layout.scaling_mode, out_features, in_features)
+
+
+def stored_scaled_linear(x, data, bias, counters, dtype, out_features, in_features, act, weight, act_granularity,
+                         weight_granularity, group_size, static_scale, symmetric, act_quant, scaling_mode,
+                         views) -> torch.Tensor:
+    """scaled_linear on views of a QuantizedLinear's one buffer; the arguments after counters are
+    ScaledLayout.stored_call's, views the (offset, shape, dtype) of packed, scales and zeros (or None)."""
+    packed, scales, zeros = (None if v is None else view_at(data, *v) for v in views)
+    check_linear_inputs(x, bias, dtype=dtype, device=data.device, in_features=in_features,
+                        out_features=out_features)
+    return scaled_linear(x, packed, scales, zeros, bias, counters, act, weight, act_granularity, weight_granularity,
+                         group_size, static_scale, symmetric, act_quant, scaling_mode, out_features, in_features)

@@ -13,13 +13,15 @@ ROOT = Path(__file__).resolve().parents[2]
 # one case per decode and load path: dense slices, the biased GEMV, WIDE tiles, small floats, the GEMM,
 # the scaled GEMM's int8 and e4m3 prologues (the quantize helpers) with split-K, a codebook's table and
 # vector codes (a lookup per feature), MX / NVFP4 byte scales, and the scaled GEMM's MXFP4 (e2m1 moved into
-# e4m3) and NVFP4 (float16 values) weights
+# e4m3) and NVFP4 (float16 values) weights; and the weight-only kernels on a QuantizedLinear's one buffer (_stored)
 CASES = ["uint3_g128_gemv_split", "int4_g128_gemv_biased", "int8_row_gemv_wide", "fp6_e3m2_row_gemv",
          "uint7_g128_gemm_split", "fp4_e2m1_g32_gemm", "scaled0_int8xint8_row_row_16x64_prologue_split4",
          "scaled5_e4m3xe4m3_block_block128_16x64_prologue", "scaled8_e4m3xint4_row_group256_16x64",
          "lut8_g32_gemv_split", "lut4_row_gemm_split", "lut8v2_row_gemv_split", "lut4v4_g64_gemm_split",
          "mxfp4_gemv_split", "nvfp4_gemm_split", "scaled10_e4m3xe2m1_e8m0_e8m032_16x64_split4",
-         "scaled11_f16xe2m1_row_e4m316_128x128"]
+         "scaled11_f16xe2m1_row_e4m316_128x128", "int4_g128_gemv_biased_stored", "uint8_row_gemv_stored",
+         "fp8_row_gemv_stored", "uint3_g128_gemm_split_stored",
+         "nvfp4_gemv_split_stored", "lut8_g32_gemv_split_stored"]
 
 
 def test_inductor_copies_of_the_kernels_compile():

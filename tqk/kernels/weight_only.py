@@ -357,6 +357,32 @@ def _gemv_block(acc, x_sum, words, words1, words2, k0, x_cols, x_row, scale_ptr,
 
 
 @triton.jit
+def stored_pointers(data_ptr, x_ptr, scale_off, zero_off, table_off, SCALE_FMT: tl.constexpr,
+                    ZERO_MODE: tl.constexpr, ELEMENT: tl.constexpr):
+    """The scale, zero-point and table pointers of a layer stored in one int32 buffer (tqk/layouts/storage.py:
+    data_ptr, its codes at offset 0, the rest at byte offsets). Float scales, zero points and tables are
+    in the model's dtype, which is x's; byte scales are uint8; NVFP4's tensor scale (the zeros slot with
+    e4m3 scales) is float32. A pointer the format does not read is the buffer's start. (Constexpr switches
+    only: a None passed to a compiled helper is not None there.)"""
+    base = data_ptr.to(tl.pointer_type(tl.uint8), bitcast=True)
+    if SCALE_FMT == "float":
+        scale_ptr = (base + scale_off).to(x_ptr.dtype, bitcast=True)
+    else:
+        scale_ptr = base + scale_off
+    if SCALE_FMT == "e4m3":
+        zero_ptr = (base + zero_off).to(tl.pointer_type(tl.float32), bitcast=True)
+    elif ZERO_MODE == "tensor":
+        zero_ptr = (base + zero_off).to(x_ptr.dtype, bitcast=True)
+    else:
+        zero_ptr = base
+    if ELEMENT == "lut":
+        table_ptr = (base + table_off).to(x_ptr.dtype, bitcast=True)
+    else:
+        table_ptr = base
+    return scale_ptr, zero_ptr, table_ptr
+
+
+@triton.jit
 def weight_only_gemv_kernel(
     x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, part_ptr, count_ptr,
     M, N, K, words_per_row, n_groups, stride_xm, stride_om, trips_per_split, num_tiles,
@@ -366,6 +392,7 @@ def weight_only_gemv_kernel(
     TRIP_BLOCKS: tl.constexpr, ADJACENT_SPLITS: tl.constexpr, PTX: tl.constexpr,
     WIDE: tl.constexpr = False, BIASED: tl.constexpr = False, SCALE_FMT: tl.constexpr = "float",
     VEC: tl.constexpr = 1, table_ptr=None,  # a codebook's entries (ELEMENT "lut"), of VEC features each
+    scale_off=0, zero_off=0, table_off=0, STORED: tl.constexpr = False,  # one buffer (stored_pointers)
 ):
     # Everything stays in the [BLOCK_N, SPAN] layout of the packed-word tile: each plane is
     # multiplied into a 2-D accumulator, and the only cross-thread reduction is the last one.
@@ -384,6 +411,9 @@ def weight_only_gemv_kernel(
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
     if VEC > 1:  # K in codes from here on, as GROUP_SIZE is (WeightFormat.constexprs)
         K = K // VEC
+    if STORED:
+        scale_ptr, zero_ptr, table_ptr = stored_pointers(w_ptr, x_ptr, scale_off, zero_off, table_off, SCALE_FMT,
+                                                         ZERO_MODE, ELEMENT)
     pid = tl.program_id(0)
     if ADJACENT_SPLITS:
         pid_n = pid // SPLIT_K
@@ -499,10 +529,14 @@ def weight_only_gemm_kernel(
     SPLIT_K: tl.constexpr, GROUP_N: tl.constexpr, ONE_DOT: tl.constexpr, BLOCK_SCALE: tl.constexpr,
     DOT_F32: tl.constexpr, EVEN_K: tl.constexpr, PTX: tl.constexpr, SCALE_FMT: tl.constexpr = "float",
     VEC: tl.constexpr = 1, table_ptr=None,  # a codebook's entries (ELEMENT "lut"), of VEC features each
+    scale_off=0, zero_off=0, table_off=0, STORED: tl.constexpr = False,  # one buffer (stored_pointers)
 ):
     BLOCK_K: tl.constexpr = PER_WORD * SPAN
     if VEC > 1:  # K in codes from here on, as GROUP_SIZE is (WeightFormat.constexprs)
         K = K // VEC
+    if STORED:
+        scale_ptr, zero_ptr, table_ptr = stored_pointers(w_ptr, x_ptr, scale_off, zero_off, table_off, SCALE_FMT,
+                                                         ZERO_MODE, ELEMENT)
     # Where the group scale is applied: per row (GROUP_SIZE == 0) in the epilogue; when a whole
     # K block shares one group and the tile is thin (or BLOCK_SCALE asks), to the block's partial
     # product (a second accumulator, cheap when BLOCK_M is small); otherwise to each element.
@@ -654,22 +688,32 @@ def split_counters(fmt: WeightFormat, n: int, k: int, device: torch.device) -> t
 
 def launch_weight_only(x2d, packed, scales, zeros, bias, fmt: WeightFormat, n: int, k: int, config,
                        counters: torch.Tensor | None = None, wrap=None,
-                       table: torch.Tensor | None = None) -> torch.Tensor:
+                       table: torch.Tensor | None = None, stored: list[int] | None = None) -> torch.Tensor:
     """Launch the kernel that `config` names. Inputs are checked by the caller (tqk.ops).
 
     counters: zeroed int32 slots for split-K (split_counter_slots), which it leaves at zero; without
     them (or too few) a zeroed buffer is made for this call, which costs a memset.
     wrap: torch.library.wrap_triton inside a triton_op, so inductor launches the kernel itself.
-    table: a codebook's [2**bits] entries ([2**bits, vector_size] for vector codes), else None."""
+    table: a codebook's [2**bits] entries ([2**bits, vector_size] for vector codes), else None.
+    stored: the layer's tensors are one buffer, `packed` (scales, zeros and table None), and this is its
+    Storage.kernel_args(): words per row, n_groups and the byte offsets of scales, zeros and table."""
     m = x2d.shape[0]
     wrap = wrap or (lambda kernel: kernel)
     consts = fmt.constexprs()
     # An argument the kernel does not read (no zero points, no bias, no table, no split) is passed as
     # None: Triton makes it a constant, so it is neither an argument of the launch nor a view that
     # inductor's generated code must build per call.
-    if (fmt.element == "lut") != (table is not None):
-        raise ValueError(f"a {fmt.element!r} weight {'needs' if table is None else 'takes no'} codebook table")
-    words_per_row, n_groups = packed.shape[1], scales.shape[0]
+    if stored is not None:  # the kernel finds scales, zeros and table in the one buffer (stored_pointers)
+        words_per_row, n_groups, scale_off, zero_off, table_off = stored
+        if (fmt.element == "lut") != (table_off >= 0):
+            raise ValueError(f"a {fmt.element!r} weight's buffer {'lacks' if table_off < 0 else 'holds'} a codebook table")
+        scales = zeros = table = None
+        consts.update(scale_off=scale_off, zero_off=max(zero_off, 0), table_off=max(table_off, 0), STORED=True)
+    else:
+        words_per_row, n_groups = packed.shape[1], scales.shape[0]
+        if (fmt.element == "lut") != (table is not None):
+            raise ValueError(f"a {fmt.element!r} weight {'needs' if table is None else 'takes no'} codebook table")
+        consts.update(STORED=False)  # passed, not left to its default: inductor's copy of a launch names every switch
     if config.kernel == "gemv":
         unit = max(2, config.trip_blocks)  # blocks per step of a split (the kernel's UNIT)
         trips = triton.cdiv(words_per_row // fmt.words_per_block, unit)

@@ -10,6 +10,10 @@ and a codebook layout (CodebookLayout) a fourth:
 A subclass says which kernel format it is (bits, element decode, zero point mode, group size):
 that is all the kernels and the reference dequantizer need. Layouts are frozen dataclasses, so
 one is hashable and goes into a compiled graph as a constant.
+
+A QuantizedLinear (tqk/linear.py) keeps these tensors as segments of one int32 buffer
+(tqk/layouts/storage.py), and stored_call says how the layout's kernel reads them there: a new
+weight-only layout inherits it, a new kernel family writes its own.
 """
 from __future__ import annotations
 
@@ -88,3 +92,15 @@ class Layout:
         self.check_table(table)
         return ops.quantized_linear(x, packed, scales, zeros, bias, counters, self.weight_format(), dtype=dtype,
                                     out_features=out_features, in_features=in_features, table=table)
+
+    def stored_call(self, storage, *, dtype, out_features, in_features) -> tuple:
+        """How a QuantizedLinear runs this layout on its one buffer (tqk/layouts/storage.py): (name of the
+        tqk.ops function, its arguments after (x, data, bias, counters)), all plain constants. The
+        weight-only kernels take the buffer itself and the offsets in it."""
+        fmt = self.weight_format()
+        from ..ops import check_packed_words
+
+        check_packed_words(dict(storage.segments)["packed"].shape, fmt, in_features)
+        return "stored_linear", (dtype, out_features, in_features, fmt.bits, fmt.element, fmt.zero_mode,
+                                 fmt.zero_offset, fmt.group_size, fmt.span, fmt.scale_fmt, fmt.vector_size,
+                                 tuple(storage.kernel_args()))

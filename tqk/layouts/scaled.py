@@ -269,3 +269,12 @@ class ScaledLayout(Layout):
 
         return ops.scaled_linear_checked(x, packed, scales, zeros, bias, counters, self, dtype=dtype,
                                          out_features=out_features, in_features=in_features)
+
+    def stored_call(self, storage, *, dtype, out_features, in_features) -> tuple:
+        """(tqk.ops function, arguments) for a QuantizedLinear's one buffer (Layout.stored_call): the GEMM
+        takes views of it (packed, scales, zeros), which compile to views."""
+        views = tuple(dict(storage.segments)[n].as_tuple() if storage.has(n) else None
+                      for n in ("packed", "scales", "zeros"))
+        return "stored_scaled_linear", (dtype, out_features, in_features, self.act, self.weight,
+                                        self.act_granularity, self.weight_granularity, self.group_size,
+                                        self.static_scale, self.symmetric, self.act_quant, self.scaling_mode, views)
