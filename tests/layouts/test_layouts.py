@@ -25,7 +25,7 @@ IDS = [repr(ex) for ex in EXAMPLES]
 SEEDS = st.integers(0, 2**31 - 1)
 DTYPES = st.sampled_from([torch.bfloat16, torch.float16])
 # Kernel launches are the slow part in the interpreter: a few examples per layout and path.
-KERNEL = settings(max_examples=max(4, settings.default.max_examples * 2 // 3))
+KERNEL = settings(max_examples=max(4, settings.default.max_examples // 2))  # 8 in CI: the interpreter's time
 
 
 def test_registry_has_examples():
@@ -125,7 +125,9 @@ def test_gemv_split_k_covers_k_once(layout, split_k):
     fmt = layout.weight_format()
     torch.manual_seed(split_k)
     ragged = getattr(layout, "group_size", 0) or 16 * fmt.vector_size  # a tail shorter than a block, whole groups
-    for k in (9 * fmt.block_k + ragged, 12 * fmt.block_k):
+    # 5 blocks + a ragged one (3 trips, the last partial) and 8 (4 trips, 2 wide ones); 9 + ragged and 12 cost CI
+    # ~170 s of interpreter time for nothing these miss
+    for k in (5 * fmt.block_k + ragged, 8 * fmt.block_k):
         w = torch.randn(24, k, dtype=torch.bfloat16, device=DEVICE)
         qw = T.quantize_for_layout(w, layout)
         x = torch.randn(2, k, dtype=torch.bfloat16, device=DEVICE)
