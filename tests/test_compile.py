@@ -11,7 +11,7 @@ from torch import nn
 from torch._dynamo.utils import counters
 
 import tqk
-from tiny_models import assert_close_run, decode, graph_breaks, quantized_decoder, quantized_mlp
+from tests.tiny_models import assert_close_run, decode, graph_breaks, quantized_decoder, quantized_mlp
 from tqk import testing as T
 
 DT = torch.bfloat16

@@ -17,7 +17,7 @@ import torch._dynamo
 
 import tqk
 from tqk import testing as T
-from tiny_models import quantized_mlp
+from tests.tiny_models import quantized_mlp
 
 CONFIGS = [tqk.Int4WeightOnlyConfig(group_size=32), tqk.Int4WeightOnlyConfig(group_size=128),
            tqk.Int8WeightOnlyConfig(), tqk.Float8WeightOnlyConfig()]

@@ -27,7 +27,7 @@ import pytest
 import torch
 
 import tqk
-from test_models import MINILM_FLOORS, MINILM_LINEARS, minilm_reference  # noqa: F401 (a fixture)
+from tests.test_models import MINILM_FLOORS, MINILM_LINEARS, minilm_reference  # noqa: F401 (a fixture)
 
 DT = torch.bfloat16
 PB = tqk.PerBlock

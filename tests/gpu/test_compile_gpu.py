@@ -20,7 +20,7 @@ from torch._dynamo.utils import counters
 
 import tqk
 from tqk.kernels.tuning import select_config
-from tiny_models import (assert_close_run, compiled_call_kernels, decode, graph_breaks, graphs, quantized_decoder,
+from tests.tiny_models import (assert_close_run, compiled_call_kernels, decode, graph_breaks, graphs, quantized_decoder,
                          quantized_mlp)
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -16,7 +16,7 @@ from torch._dynamo.utils import counters
 
 import tqk
 import tqk.ops
-from tiny_models import assert_close_run
+from tests.tiny_models import assert_close_run
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 

@@ -25,9 +25,9 @@ from torch import nn
 from torch._dynamo.utils import counters
 
 import tqk
-from gpu.test_compile_gpu import MODES
-from test_activation_configs import CONFIGS, FP8, SQNR_FLOOR, family, scaled_reference
-from tiny_models import assert_close_run, compiled_call_kernels, graph_breaks, quantized_mlp
+from tests.gpu.test_compile_gpu import MODES
+from tests.test_activation_configs import CONFIGS, FP8, SQNR_FLOOR, family, scaled_reference
+from tests.tiny_models import assert_close_run, compiled_call_kernels, graph_breaks, quantized_mlp
 from tqk import testing as T
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
