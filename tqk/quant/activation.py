@@ -177,7 +177,9 @@ def quantize_nvfp4_activation(x2d: torch.Tensor, tensor_scale: float = 0.0):
     expanded, no copy), so that x ~= values * scale: tqk.quant.mx.quantize_nvfp4's encode in float32.
     tensor_scale 0.0: dynamic, the largest finite |x| / (448 * 6) (1.0 for a zero tensor); else that fixed
     scale (torchao's use_dynamic_per_tensor_scale=False: 1.0). A block holding a NaN or an Inf gets NaN
-    values, so its row's outputs are NaN and no other row's. e2m1 times e4m3 has at most 6 significant
+    values, so its row's outputs are NaN and no other row's; that row's finite values still count in the
+    dynamic tensor scale (per-tensor int8 and fp8 leave the whole row out, tensor_scale_rows), which keeps
+    it one reduction. e2m1 times e4m3 has at most 6 significant
     bits and lies in [2**-10, 2688]: float16 holds it exactly. Under torch.compile this is two kernels
     (the global amax, then the blocks' encode) where a scale per row took two more.
 
