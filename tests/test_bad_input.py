@@ -341,8 +341,9 @@ def test_compiled_model_input_changes_device(fullgraph):
 
 
 def test_quantized_linear_takes_only_a_matching_quantized_weight():
-    """Assigning a float tensor, a weight of another shape or one whose zero points and scales differ
-    in dtype is refused with the reason, and the layer is left as it was."""
+    """Assigning a float tensor, a weight of another shape, one whose zero points and scales differ
+    in dtype or one whose scales are not in its dtype is refused with the reason, and the layer is
+    left as it was."""
     lin = qlinear(k=64, n=16)
     x = torch.randn(2, 64, dtype=DT, device=DEV)
     want = lin(x)
@@ -354,4 +355,9 @@ def test_quantized_linear_takes_only_a_matching_quantized_weight():
     mixed = tqk.QuantizedLinearWeight(w.packed, w.scales, w.zeros.float(), w.quant_layout, tuple(w.shape), w.dtype)
     with pytest.raises(ValueError, match="must share a dtype"):
         lin.weight = mixed
+    other = torch.float16 if DT != torch.float16 else torch.bfloat16
+    in_other = tqk.QuantizedLinearWeight(w.packed, w.scales.to(other), w.zeros.to(other), w.quant_layout,
+                                         tuple(w.shape), w.dtype)
+    with pytest.raises(ValueError, match=rf"scales \({other}\) must be in the weight's dtype \({DT}\)"):
+        lin.weight = in_other
     assert torch.equal(lin(x), want)
