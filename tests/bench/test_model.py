@@ -178,13 +178,15 @@ def test_warm_compile_fills_the_cache_the_timed_run_hits():
 
 
 def test_warm_phase_runs_every_config_in_parallel_children():
-    """run(warm_jobs=2): one warm child per config before the timed ones; failures are logged, and
+    """run(warm_jobs=2): one warm child per config before the timed ones, each logged with its
+    seconds; failures are logged, and
     the timed rows are the same as without it."""
     logs = []
     rows = mb.run(_params(), ["bf16", "tqk-int8"], time_budget_s=300, log=logs.append, warm_jobs=2)
     assert [r.config for r in rows] == ["bf16", "tqk-int8"] and all(r.wall_ms["eager"] > 0 for r in rows)
     assert any("warm compiles of 2 configs x 1 batch sizes, 2 at a time" in line for line in logs), logs
-    assert not any(line.startswith("  warm ") for line in logs), logs
+    assert not any(line.startswith("  warm ") for line in logs), logs  # a failed warm child's line
+    assert sorted(line.split()[1] for line in logs if line.startswith("  warmed ")) == ["bf16", "tqk-int8"], logs
 
 
 def test_paired_bf16_is_interleaved_in_the_configs_own_process():

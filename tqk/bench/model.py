@@ -471,7 +471,7 @@ def warm(params: dict, configs, work: str, jobs: int, timeout: float, log=print)
         got, status = isolate.run_child("tqk.bench.model:warm_config", dict(params, config=name, warm_batches=[batch],
                                                                             work=work),
                                         os.path.join(work, f"warm-{name}-{batch}"), left, env=threads)
-        log(f"  warm {name} batch {batch}: {time.time() - t:.0f} s, ended at {time.time() - t0:.0f} s")
+        log(f"  warmed {name} batch {batch} in {time.time() - t:.0f} s, at {time.time() - t0:.0f} s")
         return job, got, status
 
     # the peers first: their compiles are the slowest (torchao's ran past 160 s), and a job that starts in
