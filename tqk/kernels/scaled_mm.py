@@ -93,10 +93,29 @@ class ScaledFormat:
 
 
 @triton.jit
-def _operand(codes, KIND: tl.constexpr, DOT_F32: tl.constexpr):
-    """A tile of codes as the dot's operand: int8, e4m3 or e5m2 from its bits, float16 as it is, or
-    float32 (interpreter)."""
+def _typed(ptr, KIND: tl.constexpr, DOT_F32: tl.constexpr):
+    """ptr to e4m3 / e5m2 codes (stored as bytes) as a pointer to that fp8 type, so a loaded tile goes from
+    shared memory to the wgmma as it lies: a bitcast of a loaded uint8 tile in registers takes each weight
+    tile shared -> registers -> shared again, and the activation's through registers (offline sm_90 SASS:
+    loop 139 instructions with LDS / STS against int8's 72). The interpreter keeps bytes (numpy has no fp8)."""
     if DOT_F32:
+        out = ptr
+    elif KIND == "e4m3":
+        out = ptr.to(tl.pointer_type(tl.float8e4nv), bitcast=True)
+    elif KIND == "e5m2":
+        out = ptr.to(tl.pointer_type(tl.float8e5), bitcast=True)
+    else:
+        out = ptr
+    return out
+
+
+@triton.jit
+def _operand(codes, KIND: tl.constexpr, DOT_F32: tl.constexpr):
+    """A tile of codes as the dot's operand: int8, e4m3 or e5m2 from its bits (or as loaded through a
+    _typed pointer), float16 as it is, or float32 (interpreter)."""
+    if codes.dtype == tl.float8e4nv or codes.dtype == tl.float8e5:
+        out = codes
+    elif DOT_F32:
         if KIND == "e4m3" or KIND == "e5m2":
             out = decode_codes(codes.to(tl.int32) & 0xFF, KIND)
         else:
@@ -154,7 +173,7 @@ def _weight_operand(w_ptr, w_scale_ptr, rn_c, k0, K, N, stride_wn, WEIGHT: tl.co
             out = _operand(fpx_as_e4m3(codes, 2, 1), "e4m3", DOT_F32)
     else:
         rk = k0 + tl.arange(0, BLOCK_K)
-        ptrs = w_ptr + rn_c[None, :].to(tl.int64) * stride_wn + rk[:, None]
+        ptrs = _typed(w_ptr, WEIGHT, DOT_F32) + rn_c[None, :].to(tl.int64) * stride_wn + rk[:, None]
         if EVEN_K:
             w = tl.load(ptrs)
         else:
@@ -271,6 +290,17 @@ def _dot(a, w, acc_dtype: tl.constexpr, DOT_F32: tl.constexpr):
 
 
 @triton.jit
+def _dot_acc(a, w, acc, acc_dtype: tl.constexpr, DOT_F32: tl.constexpr):
+    """acc + a @ w, the sum inside the dot (the wgmma accumulates in place; an fp8 dot's result added after
+    it costs an FADD per accumulator element per K step: Triton does not fold the add into fp8 dots)."""
+    if DOT_F32:
+        out = acc + _dot(a, w, acc_dtype, DOT_F32)
+    else:
+        out = tl.dot(a, w, acc, out_dtype=acc_dtype)
+    return out
+
+
+@triton.jit
 def _epilogue(acc, a_scale, w_scale_ptr, w_zero_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m, mask_n, stride_om,
               A_SCALE: tl.constexpr, W_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr):
     """The scales that do not change along K, the bias, and the store in the output's dtype."""
@@ -317,7 +347,7 @@ def scaled_mm_kernel(
     ACC: tl.constexpr = tl.int32 if ACT == "int8" else tl.float32
     HALF: tl.constexpr = BLOCK_K // 2
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32 if K_STEPS else ACC)
-    a_rows = a_ptr + rm_c[:, None].to(tl.int64) * stride_am
+    a_rows = (a_ptr if QUANTIZE_A else _typed(a_ptr, ACT, DOT_F32)) + rm_c[:, None].to(tl.int64) * stride_am
     if A_SCALE == "row" or A_SCALE == "tensor":  # (stride 0: NVFP4's one tensor scale, expanded)
         a_scale = tl.load(a_scale_ptr + rm_c * a_scale_stride).to(tl.float32)
         if QUANTIZE_A and A_SCALE == "tensor":  # the rows' own scales in: the largest finite one is the tensor's
@@ -356,7 +386,11 @@ def scaled_mm_kernel(
                 a = tl.load(a_rows + rk[None, :], mask=(rk < K)[None, :], other=0)
             w = _weight_operand(w_ptr, w_scale_ptr, rn_c, k0, K, N, stride_wn, WEIGHT, W_SCALE, EVEN_K, BLOCK_K,
                                 BLOCK_N, DOT_F32)
-            part = _dot(_a_operand(a, a_inv, ACT, QUANTIZE_A, DOT_F32), w, ACC, DOT_F32)
+            a = _a_operand(a, a_inv, ACT, QUANTIZE_A, DOT_F32)
+            if K_STEPS:
+                part = _dot(a, w, ACC, DOT_F32)
+            else:
+                acc = _dot_acc(a, w, acc, ACC, DOT_F32)
         if K_STEPS:
             step = part.to(tl.float32)
             if A_SCALE == "block":
@@ -369,9 +403,7 @@ def scaled_mm_kernel(
                 step = step * tl.load(w_scale_ptr + (rn_c // BLOCK_K) * (K // BLOCK_K) + kb).to(tl.float32)[None, :]
             if W_SCALE == "group":
                 step = step * tl.load(w_scale_ptr + kb * N + rn_c).to(tl.float32)[None, :]
-            acc += step
-        else:
-            acc += part
+            acc += step  # (int4's group scales always change along K)
     if SPLIT_K == 1:
         _epilogue(acc, a_scale, w_scale_ptr, w_zero_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m, mask_n, stride_om,
                   A_SCALE, W_SCALE, HAS_BIAS)
