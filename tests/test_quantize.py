@@ -307,6 +307,22 @@ def test_integer_quantization_error_is_at_most_half_a_step(config, dtype, data):
     assert bool((err <= bound_clamped)[clamped].all())
 
 
+@pytest.mark.parametrize("config", [tqk.Int8WeightOnlyConfig(group_size=32), tqk.Int8WeightOnlyConfig(),
+                                    tqk.Int4WeightOnlyConfig(group_size=32)], ids=["int8-g32", "int8-row", "int4-g32"])
+def test_float16_subnormal_scale_covers_its_group(config):
+    """A float16 group whose scale is subnormal (amax 1.24e-4: int8's 9.7e-7 has 5 significant bits there):
+    rounded to nearest it came out 9.54e-7 and the group's weights clamped at code 127, 2.7 steps short
+    (hypothesis found it, make_weight 'constant_groups' seed 507). Stored rounded up, every weight is within
+    half a step (and a rounding of w / s) of its code."""
+    w = torch.full((2, 64), 0.00012373924255371094, dtype=torch.float16)  # exact in float16
+    w[1, ::3] = -w[1, ::3]
+    qw = tqk.quantize_weight(w, config)
+    assert qw.scales.abs().max() < torch.finfo(torch.float16).smallest_normal  # the case: subnormal scales
+    err = (qw.dequantize().double() - w.double()).abs()
+    step = qw.scales.double().abs().max()
+    assert float(err.max()) <= float(step) * 0.51, (float(err.max()), float(step))
+
+
 # ------------------------------------------------------------------------------------------
 # HQQ
 # ------------------------------------------------------------------------------------------

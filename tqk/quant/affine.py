@@ -114,7 +114,20 @@ def choose_qparams_affine(
         zero_point = torch.clamp(quant_min - torch.round(min_neg / scale), quant_min, quant_max)
     else:
         raise ValueError(f"unknown mapping_type {mapping_type!r}")
-    return scale.to(scale_dtype), zero_point.to(zero_point_dtype or torch.int32)
+    return _stored_scale(scale, scale_dtype), zero_point.to(zero_point_dtype or torch.int32)
+
+
+def _stored_scale(scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """float32 scales cast to their storage dtype, rounded up where the cast rounded a subnormal down. A
+    normal scale keeps torchao's round to nearest (off by at most 2**-8 relative in bfloat16, 2**-11 in
+    float16); a subnormal one has fewer significant bits (a float16 group of amax 1.24e-4 gets 9.54e-7 for
+    9.71e-7, 2% low), so its block's extreme weights would clamp by steps, not a fraction of one. One ulp up
+    is at least the float32 scale, so the block's range fits its codes again."""
+    stored = scale.to(dtype)
+    if not dtype.is_floating_point or torch.finfo(dtype).bits >= 32:
+        return stored
+    low = (stored.float() < scale) & (stored.abs() < torch.finfo(dtype).smallest_normal)
+    return torch.where(low, torch.nextafter(stored, torch.full_like(stored, float("inf"))), stored)
 
 
 def quantize_affine(
@@ -201,7 +214,7 @@ def choose_qparams_affine_clipped(
     mid, half = (hi + lo) / 2, (hi - lo) / 2
     best = None
     for shrink in shrinks:
-        scale = torch.clamp(2 * half * shrink / (quant_max - quant_min), min=eps).to(scale_dtype)
+        scale = _stored_scale(torch.clamp(2 * half * shrink / (quant_max - quant_min), min=eps), scale_dtype)
         zero = torch.clamp(quant_min - (mid - half * shrink) / scale.float(), quant_min, quant_max).to(scale_dtype)
         q = quantize_affine(input, block_size, scale, zero, target_dtype)
         err = (dequantize_affine(q, block_size, scale, zero) - input.float()).reshape(view).pow(2)
