@@ -17,7 +17,7 @@ import tqk.testing
 
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture,
             HealthCheck.filter_too_much]
-settings.register_profile("ci", max_examples=16, deadline=None, suppress_health_check=_SLOW_OK,
+settings.register_profile("ci", max_examples=12, deadline=None, suppress_health_check=_SLOW_OK,
                           print_blob=True, derandomize=False)
 settings.register_profile("thorough", max_examples=100, deadline=None, suppress_health_check=_SLOW_OK,
                           print_blob=True)
