@@ -1,0 +1,55 @@
+#!/bin/bash
+# Issue 11 on one H200, ~560 s: (1) the scaled GEMM's GPU tests (fp8 operands now loaded through fp8-typed
+# pointers and summed inside the dot), (2) the scaled tuner at M = 2048 for every 8-bit dynamic format on the
+# codes path, (3) the kernel sweep at M = 1, 16, 2048: the dynamic configs beside torch's _scaled_mm / _int_mm
+# and tqk's weight-only configs of the same weight bytes. $OUT: t_scaled.txt, tune.txt, NVIDIA_H200.json,
+# sweep.txt, results.csv. Prints a short table last.
+export PYTHONPATH=$PWD
+nvidia-smi --query-gpu=name,clocks.sm,clocks.mem --format=csv,noheader
+T0=$SECONDS
+
+timeout 170 python3 -m pytest -q -p no:cacheprovider -m gpu -n 8 --timeout 150 tests/gpu/test_scaled_gpu.py \
+  > $OUT/t_scaled.txt 2>&1
+echo "== scaled GPU tests ($((SECONDS - T0)) s)"; grep -E "^FAILED|^ERROR|passed|failed" $OUT/t_scaled.txt | cut -c1-200 | tail -10
+
+timeout 170 python3 -m tqk.tune --family scaled --formats int8dq fp8dq-row fp8dq-tensor fp8dq-block w4a8-int8 w4a8-fp8 \
+  --m 2048 > $OUT/tune.txt 2>&1
+echo "== tuner ($((SECONDS - T0)) s): $(grep -c ' us  bf16' $OUT/tune.txt) entries"; tail -3 $OUT/tune.txt | cut -c1-200
+cp autotune_results/NVIDIA_H200.json $OUT/ 2>/dev/null
+
+M=bf16,tqk-int8dq,tqk-fp8dq-row,tqk-fp8dq-tensor,tqk-fp8dq-block,tqk-w4a8-int8,tqk-w4a8-fp8
+M=$M,torch-scaled_mm-fp8,torch-int_mm-int8,tqk-int8,tqk-fp8,tqk-int4
+B=$((540 - (SECONDS - T0)))
+timeout $((B + 30)) python3 -m tqk.bench kernels --methods $M --layers qkv,o,gate_up,down --m 1,16,2048 \
+  --no-ceilings --reps 10 --warmup 2 --time-budget $B --out /tmp/k > $OUT/sweep.txt 2>&1
+cp /tmp/k/results.csv $OUT/ 2>/dev/null
+echo "== sweep ($((SECONDS - T0)) s)"; grep -E "^skip|WARNING|sweep took|rror" $OUT/sweep.txt | cut -c1-200 | tail -8
+
+python3 - "$OUT/results.csv" <<'PY'
+import csv, sys
+try:
+    rows = list(csv.DictReader(open(sys.argv[1])))
+except OSError:
+    sys.exit("no results.csv")
+cols = [("tqk-int8dq", "i8dq"), ("torch-int_mm-int8", "_int_mm"), ("tqk-fp8dq-row", "f8row"), ("tqk-fp8dq-tensor", "f8ten"),
+        ("tqk-fp8dq-block", "f8blk"), ("torch-scaled_mm-fp8", "_sc_mm"), ("tqk-w4a8-int8", "w4a8i8"),
+        ("tqk-w4a8-fp8", "w4a8f8"), ("tqk-int8", "i8wo"), ("tqk-fp8", "f8wo"), ("tqk-int4", "i4wo")]
+t = {(r["shape"].replace("llama3-8b-", ""), int(r["M"]), r["method"]): r for r in rows}
+print("x bf16 (bf16 us first); ! = error or SQNR < 18 dB")
+print(f"{'shape':8s} {'M':>5s} {'bf16':>7s} " + " ".join(f"{h:>7s}" for _, h in cols))
+for shape in ("qkv", "o", "gate_up", "down"):
+    for m in (1, 16, 2048):
+        b = t.get((shape, m, "bf16"))
+        if not b or b["median_us"] in ("", "nan"):
+            continue
+        bu = float(b["median_us"])
+        cells = []
+        for name, _ in cols:
+            r = t.get((shape, m, name))
+            if not r or r["median_us"] in ("", "nan"):
+                cells.append(f"{'-':>7s}")
+                continue
+            bad = r["note"].startswith(("error", "unsupported")) or float(r["sqnr_db"] or 99) < 18
+            cells.append(f"{bu / float(r['median_us']):6.2f}{'!' if bad else ' '}")
+        print(f"{shape:8s} {m:5d} {bu:7.1f} " + " ".join(cells))
+PY
