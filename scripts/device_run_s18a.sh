@@ -15,7 +15,7 @@ echo "== scaled GPU tests ($((SECONDS - T0)) s)"; grep -E "^FAILED|^ERROR|passed
 timeout 170 python3 -m tqk.tune --family scaled --formats int8dq fp8dq-row fp8dq-tensor fp8dq-block w4a8-int8 w4a8-fp8 \
   --m 2048 > $OUT/tune.txt 2>&1
 echo "== tuner ($((SECONDS - T0)) s): $(grep -c ' us  bf16' $OUT/tune.txt) entries"; tail -3 $OUT/tune.txt | cut -c1-200
-cp autotune_results/NVIDIA_H200.json $OUT/ 2>/dev/null
+cp autotune_results/NVIDIA_*.json $OUT/ 2>/dev/null
 
 M=bf16,tqk-int8dq,tqk-fp8dq-row,tqk-fp8dq-tensor,tqk-fp8dq-block,tqk-w4a8-int8,tqk-w4a8-fp8
 M=$M,torch-scaled_mm-fp8,torch-int_mm-int8,tqk-int8,tqk-fp8,tqk-int4

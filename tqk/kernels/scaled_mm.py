@@ -393,13 +393,21 @@ def scaled_mm_kernel(
                 acc = _dot_acc(a, w, acc, ACC, DOT_F32)
         if K_STEPS:
             step = part.to(tl.float32)
-            if A_SCALE == "block":
+            if W_SCALE == "block" and BLOCK_N <= BLOCK_K:
+                # the tile lies in one 128 x 128 weight block: its one scale joins the rows' (a per-column
+                # gather was 32 loads of one address and their address math per thread per K step)
+                w_one = tl.load(w_scale_ptr + (pid_n * BLOCK_N // BLOCK_K) * (K // BLOCK_K) + kb).to(tl.float32)
+                if A_SCALE == "block":
+                    step = step * (a_step * w_one)[:, None]
+                else:
+                    step = step * w_one
+            elif A_SCALE == "block":
                 step = step * a_step[:, None]
             if A_SCALE == "e8m0":
                 step = step * _e8m0(a_scale_ptr + rm_c * a_scale_stride + kb)[:, None]
             if W_SCALE == "e8m0":
                 step = step * _e8m0(w_scale_ptr + kb * N + rn_c)[None, :]
-            if W_SCALE == "block":
+            if W_SCALE == "block" and BLOCK_N > BLOCK_K:
                 step = step * tl.load(w_scale_ptr + (rn_c // BLOCK_K) * (K // BLOCK_K) + kb).to(tl.float32)[None, :]
             if W_SCALE == "group":
                 step = step * tl.load(w_scale_ptr + kb * N + rn_c).to(tl.float32)[None, :]
