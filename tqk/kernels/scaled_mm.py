@@ -279,6 +279,26 @@ def _int4_as(q, zero, ACT: tl.constexpr, DOT_F32: tl.constexpr):
 
 
 @triton.jit
+def _int4_pairs_as_int8(byte, zero):
+    """Bytes of two 4-bit codes (uint8 [HALF, BLOCK_N], K contiguous) -> int8 q - z of the low and of the
+    high nibbles, four bytes in one 32-bit register at a time (pack=4 takes four neighbours along K: one
+    column, one zero point): (q | 0x80) - z never borrows across bytes, and xor 0x80 leaves q - z in two's
+    complement. 7 instructions per 8 codes, where int32 lanes took ~8 per code (offline sm_90 SASS)."""
+    z = tl.broadcast_to(zero.to(tl.int32).to(tl.uint8), byte.shape)
+    return tl.inline_asm_elementwise(
+        """{
+        .reg .b32 t;
+        lop3.b32 t, $2, 0x0F0F0F0F, 0x80808080, 0xEA;
+        sub.u32 t, t, $3;
+        xor.b32 $0, t, 0x80808080;
+        shr.u32 t, $2, 4;
+        lop3.b32 t, t, 0x0F0F0F0F, 0x80808080, 0xEA;
+        sub.u32 t, t, $3;
+        xor.b32 $1, t, 0x80808080;
+        }""", "=r,=r,r,r", [byte, z], dtype=(tl.int8, tl.int8), is_pure=True, pack=4)
+
+
+@triton.jit
 def _dot(a, w, acc_dtype: tl.constexpr, DOT_F32: tl.constexpr):
     if DOT_F32:
         d = tl.dot(a, w, out_dtype=tl.float32)
@@ -318,11 +338,50 @@ def _epilogue(acc, a_scale, w_scale_ptr, w_zero_ptr, bias_ptr, out_ptr, rm, rn, 
 
 
 @triton.jit
+def _step_scales(a_scale_ptr, w_scale_ptr, a_step, rm_c, rn_c, pid_n, kb, K, N, a_scale_stride,
+                 A_SCALE: tl.constexpr, W_SCALE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """K step kb's scales as a row vector [BLOCK_M] and a column vector [BLOCK_N] (each only where
+    scaled_mm_kernel's ROW_STEP / COL_STEP say it is read). A tile no wider than a 128 x 128 weight block
+    lies in one: its one scale joins the rows' (a per-column gather was 32 loads of one address and their
+    address math per thread per K step)."""
+    row = a_step
+    col = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    if A_SCALE == "e8m0":
+        row = _e8m0(a_scale_ptr + rm_c * a_scale_stride + kb)
+    if W_SCALE == "block":
+        if BLOCK_N <= BLOCK_K:
+            w_one = tl.load(w_scale_ptr + (pid_n * BLOCK_N // BLOCK_K) * (K // BLOCK_K) + kb).to(tl.float32)
+            if A_SCALE == "block":
+                row = a_step * w_one
+            else:
+                row = tl.zeros_like(a_step) + w_one
+        else:
+            col = tl.load(w_scale_ptr + (rn_c // BLOCK_K) * (K // BLOCK_K) + kb).to(tl.float32)
+    if W_SCALE == "e8m0":
+        col = _e8m0(w_scale_ptr + kb * N + rn_c)
+    if W_SCALE == "group":
+        col = tl.load(w_scale_ptr + kb * N + rn_c).to(tl.float32)
+    return row, col
+
+
+@triton.jit
+def _scale_into(acc, part, row, col, ROW_STEP: tl.constexpr, COL_STEP: tl.constexpr):
+    """acc + part scaled by its step's row and column scales."""
+    if ROW_STEP and COL_STEP:
+        out = acc + (part * row[:, None]) * col[None, :]
+    elif ROW_STEP:
+        out = acc + part * row[:, None]
+    else:
+        out = acc + part * col[None, :]
+    return out
+
+
+@triton.jit
 def scaled_mm_kernel(
     a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, w_zero_ptr, bias_ptr, out_ptr, part_ptr, count_ptr,
     M, N, K, stride_am, stride_wn, stride_om, a_scale_stride, steps_per_split, stride_part,
     ACT: tl.constexpr, WEIGHT: tl.constexpr, A_SCALE: tl.constexpr, W_SCALE: tl.constexpr,
-    HAS_BIAS: tl.constexpr, QUANTIZE_A: tl.constexpr, DOT_F32: tl.constexpr, EVEN_K: tl.constexpr,
+    HAS_BIAS: tl.constexpr, QUANTIZE_A: tl.constexpr, DOT_F32: tl.constexpr, EVEN_K: tl.constexpr, EVEN_N: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     SPLIT_K: tl.constexpr,
 ):
@@ -342,6 +401,8 @@ def scaled_mm_kernel(
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_m, mask_n = rm < M, rn < N
     rm_c, rn_c = tl.where(mask_m, rm, 0), tl.where(mask_n, rn, 0)  # clamped: loads need no M/N mask
+    if EVEN_N:  # no clamp: loads of neighbouring columns' scales stay one vector load from one base address
+        rn_c = rn  # (clamped, the 128x128 int4 tile gathered its group scales in 32 16-bit loads a step)
     K_STEPS: tl.constexpr = (A_SCALE == "block" or A_SCALE == "e8m0" or W_SCALE == "block" or W_SCALE == "group"
                              or W_SCALE == "e8m0")  # scales that change along K (ScaledFormat.k_steps)
     ACC: tl.constexpr = tl.int32 if ACT == "int8" else tl.float32
@@ -362,8 +423,18 @@ def scaled_mm_kernel(
     else:
         k_begin = tl.program_id(1) * steps_per_split * BLOCK_K
         k_end = tl.minimum(K, k_begin + steps_per_split * BLOCK_K)
+    # DEFER: scales along K multiply a step's partial dot one step late, so the (asynchronous) wgmma of step k
+    # runs while step k - 1's partial is scaled into acc; scaled in its own step, each waited for its dot right
+    # after the issue (offline sm_90 SASS). Under 64 rows the dot is a synchronous mma: scaled at once.
+    DEFER: tl.constexpr = BLOCK_M >= 64 and BLOCK_K >= 128  # (MX: one 32-deep wgmma a step, little to overlap)
+    ROW_STEP: tl.constexpr = A_SCALE == "block" or A_SCALE == "e8m0" or (W_SCALE == "block" and BLOCK_N <= BLOCK_K)
+    COL_STEP: tl.constexpr = W_SCALE == "e8m0" or W_SCALE == "group" or (W_SCALE == "block" and BLOCK_N > BLOCK_K)
+    pending = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    row_s = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    col_s = tl.zeros((BLOCK_N,), dtype=tl.float32)
     for k0 in range(k_begin, k_end, BLOCK_K):
         kb = k0 // BLOCK_K
+        a_step = row_s  # (read only per 1x128 block)
         if A_SCALE == "block":
             a_step = tl.load(a_scale_ptr + rm_c * a_scale_stride + kb).to(tl.float32)
             a_inv = _inverse(a_step)[:, None]  # (prologue only)
@@ -373,11 +444,14 @@ def scaled_mm_kernel(
             a_lo = _a_operand(tl.load(a_rows + rk[None, :]), a_inv, ACT, QUANTIZE_A, DOT_F32)
             a_hi = _a_operand(tl.load(a_rows + rk[None, :] + HALF), a_inv, ACT, QUANTIZE_A, DOT_F32)
             byte = tl.load(w_ptr + rn_c[None, :].to(tl.int64) * stride_wn + (k0 // 2 + tl.arange(0, HALF))[:, None])
-            byte = byte.to(tl.int32) & 0xFF
             zero = tl.load(w_zero_ptr + kb * N + rn_c).to(tl.float32)[None, :]
-            lo = _int4_as(byte & 15, zero, ACT, DOT_F32)
-            hi = _int4_as(byte >> 4, zero, ACT, DOT_F32)
-            part = _dot(a_lo, lo, ACC, DOT_F32) + _dot(a_hi, hi, ACC, DOT_F32)
+            if ACT == "int8" and not DOT_F32:
+                lo, hi = _int4_pairs_as_int8(byte, zero)
+            else:
+                byte = byte.to(tl.int32) & 0xFF
+                lo = _int4_as(byte & 15, zero, ACT, DOT_F32)
+                hi = _int4_as(byte >> 4, zero, ACT, DOT_F32)
+            part = _dot_acc(a_hi, hi, _dot(a_lo, lo, ACC, DOT_F32), ACC, DOT_F32)
         else:
             rk = k0 + tl.arange(0, BLOCK_K)
             if EVEN_K:
@@ -391,27 +465,17 @@ def scaled_mm_kernel(
                 part = _dot(a, w, ACC, DOT_F32)
             else:
                 acc = _dot_acc(a, w, acc, ACC, DOT_F32)
-        if K_STEPS:
-            step = part.to(tl.float32)
-            if W_SCALE == "block" and BLOCK_N <= BLOCK_K:
-                # the tile lies in one 128 x 128 weight block: its one scale joins the rows' (a per-column
-                # gather was 32 loads of one address and their address math per thread per K step)
-                w_one = tl.load(w_scale_ptr + (pid_n * BLOCK_N // BLOCK_K) * (K // BLOCK_K) + kb).to(tl.float32)
-                if A_SCALE == "block":
-                    step = step * (a_step * w_one)[:, None]
-                else:
-                    step = step * w_one
-            elif A_SCALE == "block":
-                step = step * a_step[:, None]
-            if A_SCALE == "e8m0":
-                step = step * _e8m0(a_scale_ptr + rm_c * a_scale_stride + kb)[:, None]
-            if W_SCALE == "e8m0":
-                step = step * _e8m0(w_scale_ptr + kb * N + rn_c)[None, :]
-            if W_SCALE == "block" and BLOCK_N > BLOCK_K:
-                step = step * tl.load(w_scale_ptr + (rn_c // BLOCK_K) * (K // BLOCK_K) + kb).to(tl.float32)[None, :]
-            if W_SCALE == "group":
-                step = step * tl.load(w_scale_ptr + kb * N + rn_c).to(tl.float32)[None, :]
-            acc += step  # (int4's group scales always change along K)
+        if K_STEPS and DEFER:
+            acc = _scale_into(acc, pending, row_s, col_s, ROW_STEP, COL_STEP)
+            pending = part.to(tl.float32)
+            row_s, col_s = _step_scales(a_scale_ptr, w_scale_ptr, a_step, rm_c, rn_c, pid_n, kb, K, N, a_scale_stride,
+                                        A_SCALE, W_SCALE, BLOCK_N, BLOCK_K)
+        elif K_STEPS:
+            row_s, col_s = _step_scales(a_scale_ptr, w_scale_ptr, a_step, rm_c, rn_c, pid_n, kb, K, N, a_scale_stride,
+                                        A_SCALE, W_SCALE, BLOCK_N, BLOCK_K)
+            acc = _scale_into(acc, part.to(tl.float32), row_s, col_s, ROW_STEP, COL_STEP)
+    if K_STEPS and DEFER:
+        acc = _scale_into(acc, pending, row_s, col_s, ROW_STEP, COL_STEP)
     if SPLIT_K == 1:
         _epilogue(acc, a_scale, w_scale_ptr, w_zero_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m, mask_n, stride_om,
                   A_SCALE, W_SCALE, HAS_BIAS)
@@ -543,6 +607,7 @@ def launch_scaled_mm(a, a_scales, w_codes, w_scales, w_zeros, bias, fmt: ScaledF
             out.stride(0), a_scales.stride(0), per_split, m * n)
     consts = dict(ACT=fmt.act, WEIGHT=fmt.weight, A_SCALE=fmt.a_scale, W_SCALE=fmt.w_scale, HAS_BIAS=bias is not None,
                   QUANTIZE_A=quantize_a, DOT_F32=interpreted, EVEN_K=k % config.block_k == 0,
+                  EVEN_N=n % config.block_n == 0,
                   BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, GROUP_M=config.group_m,
                   SPLIT_K=split_k, num_warps=config.num_warps, num_stages=config.num_stages)
     if warmup:
