@@ -96,8 +96,11 @@ def scaled_candidates(fmt, m: int) -> list[ScaledConfig]:
     steps = [fmt.group] if fmt.k_steps else [128, 256]
     if m <= 64:  # memory-bound: narrow tiles or K split over programs to use every SM
         bm = max(16, 1 << (m - 1).bit_length())
-        return [ScaledConfig(bm, bn, bk, num_warps=4, num_stages=4, split_k=sk)
-                for bn, splits in ((16, (1, 2)), (32, (1, 2, 4)), (64, (1, 2, 4, 8))) for bk in steps for sk in splits]
+        # Hopper has no fp8 mma.sync: under 64 rows an fp8 tile is cast to f16 for it, 64 rows take the wgmma
+        rows = [bm] if fmt.act == "int8" or bm >= 64 else [bm, 64]
+        return [ScaledConfig(r, bn, bk, num_warps=4, num_stages=4, split_k=sk) for r in rows
+                for bn, splits in ((16, (1, 2)), (32, (1, 2, 4)), (64, (1, 2, 4, 8))) for bk in steps for sk in splits
+                if r < 64 or bn >= 32]
     if m <= 256:
         return [ScaledConfig(bm, bn, steps[0], num_warps=w, num_stages=st)
                 for bm, bn, w, st in ((64, 64, 4, 4), (64, 128, 4, 4), (128, 64, 4, 4), (128, 128, 8, 3),

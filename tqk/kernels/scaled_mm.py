@@ -299,6 +299,45 @@ def _int4_pairs_as_int8(byte, zero):
 
 
 @triton.jit
+def _int4_pairs_as_e4m3(byte, zero):
+    """_int4_pairs_as_int8's bytes -> e4m3 q - z (exact: integers up to 16), four bytes a register: each pair
+    of codes spread into float16 lanes 1024 + q (prmt, or), minus the lanes 1024 + z, and one paired cvt."""
+    z = tl.broadcast_to(zero.to(tl.int32).to(tl.uint8), byte.shape)
+    lo, hi = tl.inline_asm_elementwise(
+        """{
+        .reg .b32 r0, z01, z23, m, t01, t23;
+        .reg .b16 e01, e23;
+        mov.b32 r0, 0;
+        prmt.b32 z01, $3, r0, 0x4140;
+        prmt.b32 z23, $3, r0, 0x4342;
+        or.b32 z01, z01, 0x64006400;
+        or.b32 z23, z23, 0x64006400;
+        and.b32 m, $2, 0x0F0F0F0F;
+        prmt.b32 t01, m, r0, 0x4140;
+        prmt.b32 t23, m, r0, 0x4342;
+        or.b32 t01, t01, 0x64006400;
+        or.b32 t23, t23, 0x64006400;
+        sub.f16x2 t01, t01, z01;
+        sub.f16x2 t23, t23, z23;
+        cvt.rn.satfinite.e4m3x2.f16x2 e01, t01;
+        cvt.rn.satfinite.e4m3x2.f16x2 e23, t23;
+        mov.b32 $0, {e01, e23};
+        shr.u32 m, $2, 4;
+        and.b32 m, m, 0x0F0F0F0F;
+        prmt.b32 t01, m, r0, 0x4140;
+        prmt.b32 t23, m, r0, 0x4342;
+        or.b32 t01, t01, 0x64006400;
+        or.b32 t23, t23, 0x64006400;
+        sub.f16x2 t01, t01, z01;
+        sub.f16x2 t23, t23, z23;
+        cvt.rn.satfinite.e4m3x2.f16x2 e01, t01;
+        cvt.rn.satfinite.e4m3x2.f16x2 e23, t23;
+        mov.b32 $1, {e01, e23};
+        }""", "=r,=r,r,r", [byte, z], dtype=(tl.uint8, tl.uint8), is_pure=True, pack=4)
+    return lo.to(tl.float8e4nv, bitcast=True), hi.to(tl.float8e4nv, bitcast=True)
+
+
+@triton.jit
 def _dot(a, w, acc_dtype: tl.constexpr, DOT_F32: tl.constexpr):
     if DOT_F32:
         d = tl.dot(a, w, out_dtype=tl.float32)
@@ -447,6 +486,8 @@ def scaled_mm_kernel(
             zero = tl.load(w_zero_ptr + kb * N + rn_c).to(tl.float32)[None, :]
             if ACT == "int8" and not DOT_F32:
                 lo, hi = _int4_pairs_as_int8(byte, zero)
+            elif ACT == "e4m3" and not DOT_F32:
+                lo, hi = _int4_pairs_as_e4m3(byte, zero)
             else:
                 byte = byte.to(tl.int32) & 0xFF
                 lo = _int4_as(byte & 15, zero, ACT, DOT_F32)
