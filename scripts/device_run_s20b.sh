@@ -11,7 +11,7 @@ timeout 170 python3 -m pytest -q -p no:cacheprovider -m gpu -n 8 --timeout 150 t
   > $OUT/t_scaled.txt 2>&1
 echo "== scaled GPU tests ($((SECONDS - T0)) s)"; grep -E "^FAILED|^ERROR|passed|failed" $OUT/t_scaled.txt | cut -c1-200 | tail -10
 timeout 60 python3 -m tqk.tune --family scaled --formats fp8dq-block w4a8-int8 w4a8-fp8 --m 2048 > $OUT/tune.txt 2>&1
-timeout $((300 - (SECONDS - T0))) python3 -m tqk.tune --family scaled --formats int8dq fp8dq-row fp8dq-tensor \
+timeout $((270 - (SECONDS - T0))) python3 -m tqk.tune --family scaled --formats int8dq fp8dq-row fp8dq-tensor \
   fp8dq-block w4a8-int8 w4a8-fp8 --m 1 16 >> $OUT/tune.txt 2>&1
 echo "== tuner ($((SECONDS - T0)) s): $(grep -c ' us  bf16' $OUT/tune.txt) entries"
 grep " us  bf16" $OUT/tune.txt | grep "M=2048" | cut -c1-100
