@@ -101,14 +101,16 @@ def scaled_candidates(fmt, m: int) -> list[ScaledConfig]:
         return [ScaledConfig(r, bn, bk, num_warps=4, num_stages=4, split_k=sk) for r in rows
                 for bn, splits in ((16, (1, 2)), (32, (1, 2, 4)), (64, (1, 2, 4, 8))) for bk in steps for sk in splits
                 if r < 64 or bn >= 32]
+    lates = (False, True) if fmt.k_steps else (False,)  # scales along K: also applied during the next step's dot
     if m <= 256:
-        return [ScaledConfig(bm, bn, steps[0], num_warps=w, num_stages=st)
+        return [ScaledConfig(bm, bn, steps[0], num_warps=w, num_stages=st, late_scale=late)
                 for bm, bn, w, st in ((64, 64, 4, 4), (64, 128, 4, 4), (128, 64, 4, 4), (128, 128, 8, 3),
-                                      (128, 128, 4, 4))]
-    return [ScaledConfig(bm, bn, steps[0], num_warps=w, num_stages=st)
+                                      (128, 128, 4, 4)) for late in lates]
+    return [ScaledConfig(bm, bn, steps[0], num_warps=w, num_stages=st, late_scale=late)
             for bm, bn, w, st in ((128, 128, 8, 3), (128, 128, 8, 4), (128, 128, 8, 5), (128, 128, 4, 4),
                                   (128, 256, 8, 3), (128, 256, 8, 4), (256, 128, 8, 3), (256, 128, 8, 4),
-                                  (64, 128, 4, 4), (64, 128, 4, 5), (128, 64, 4, 4), (64, 256, 8, 3))]
+                                  (64, 128, 4, 4), (64, 128, 4, 5), (128, 64, 4, 4), (64, 256, 8, 3))
+            for late in lates]
 
 
 def fastest(configs, weights, x, launch, bench, settle_s=0.1):

@@ -430,6 +430,31 @@ def test_split_k_matches_reference_and_leaves_counters_at_zero(layout, monkeypat
             assert torch.equal(out, unsplit), "int32 partial sums must give the unsplit result"
 
 
+@pytest.mark.parametrize("layout", [l for l in EXAMPLES if l.scaled_format().k_steps],
+                         ids=[i for l, i in zip(EXAMPLES, IDS) if l.scaled_format().k_steps])
+def test_late_scale_gives_the_same_sums(layout, monkeypatch):
+    """Scales along K applied during the next step's dot (ScaledConfig.late_scale, a tuned choice): the same
+    products added in the same order, so the output equals the immediate scaling's bit for bit, and both are
+    within the float64 reference's bound; with split-K too (each split carries its own last partial)."""
+    import tqk.ops
+    from tqk.kernels.scaled_mm import ScaledConfig
+
+    fmt = layout.scaled_format()
+    n, k, m, dtype = 45, fmt.group * 3, 33, torch.bfloat16
+    qw = _weight_for(layout, n, k, dtype, "normal", 5)
+    b = torch.randn(n, generator=torch.Generator().manual_seed(3)).to(dtype).to(DEVICE)
+    x = _mixed_rows(m, k, dtype, 7)
+    chosen = {}
+    monkeypatch.setattr(tqk.ops, "scaled_config", lambda *args: chosen["config"])
+    for split in (1, 3):
+        outs = []
+        for late in (False, True):
+            chosen["config"] = ScaledConfig(16, 32, fmt.group, num_stages=1, split_k=split, late_scale=late)
+            outs.append(qw.linear(x, b))
+        T.assert_close_to_scaled_reference(outs[1], x, qw, b, msg=f"late scale, split {split}")
+        assert torch.equal(outs[0], outs[1]), f"late scale changed the sums (split {split})"
+
+
 def test_quantize_in_prologue_policy():
     """"auto": the prologue only per tensor and per 1x128 block in the small-M region of tqk.ops (two
     kernels per linear where the codes path takes three or four), the codes everywhere else (faster

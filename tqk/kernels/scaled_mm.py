@@ -422,13 +422,18 @@ def scaled_mm_kernel(
     ACT: tl.constexpr, WEIGHT: tl.constexpr, A_SCALE: tl.constexpr, W_SCALE: tl.constexpr,
     HAS_BIAS: tl.constexpr, QUANTIZE_A: tl.constexpr, DOT_F32: tl.constexpr, EVEN_K: tl.constexpr, EVEN_N: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-    SPLIT_K: tl.constexpr,
+    SPLIT_K: tl.constexpr, LATE_SCALE: tl.constexpr,
 ):
     """SPLIT_K > 1 (small M: more programs than N's tiles give): program (tile, s) takes steps_per_split
     K steps from step s * steps_per_split and stores its partial sums (int32 for int8 x int8 with row
     scales: exact, so the result is the unsplit one bit for bit) to part_ptr [SPLIT_K, M, N] (stride_part
     = M * N); the last program of a tile to arrive (count_ptr, one zeroed int32 per tile, left at zero)
-    adds the partials in order of s and runs the epilogue (reduce_splits)."""
+    adds the partials in order of s and runs the epilogue (reduce_splits).
+
+    LATE_SCALE (K_STEPS, a tuned choice): step k's partial is scaled into acc during step k + 1's dot, so
+    a wgmma (BLOCK_M >= 64) runs under the scaling, where otherwise each step waits for its own dot right
+    after issuing it (offline sm_90 SASS: the wait moves after 55 of the 64 FFMAs, and the carried partial
+    costs 64 moves a step). The same sums in the same order either way."""
     pid = tl.program_id(0)
     num_m, num_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
     width = GROUP_M * num_n  # GROUP_M row tiles walk N together: their weight tiles share the L2
@@ -462,13 +467,9 @@ def scaled_mm_kernel(
     else:
         k_begin = tl.program_id(1) * steps_per_split * BLOCK_K
         k_end = tl.minimum(K, k_begin + steps_per_split * BLOCK_K)
-    # DEFER: scales along K multiply a step's partial dot one step late, so the (asynchronous) wgmma of step k
-    # runs while step k - 1's partial is scaled into acc; scaled in its own step, each waited for its dot right
-    # after the issue (offline sm_90 SASS). Under 64 rows the dot is a synchronous mma: scaled at once.
-    DEFER: tl.constexpr = BLOCK_M >= 64 and BLOCK_K >= 128  # (MX: one 32-deep wgmma a step, little to overlap)
     ROW_STEP: tl.constexpr = A_SCALE == "block" or A_SCALE == "e8m0" or (W_SCALE == "block" and BLOCK_N <= BLOCK_K)
     COL_STEP: tl.constexpr = W_SCALE == "e8m0" or W_SCALE == "group" or (W_SCALE == "block" and BLOCK_N > BLOCK_K)
-    pending = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    pending = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)  # LATE_SCALE: the last step's partial, its scales
     row_s = tl.zeros((BLOCK_M,), dtype=tl.float32)
     col_s = tl.zeros((BLOCK_N,), dtype=tl.float32)
     for k0 in range(k_begin, k_end, BLOCK_K):
@@ -506,7 +507,7 @@ def scaled_mm_kernel(
                 part = _dot(a, w, ACC, DOT_F32)
             else:
                 acc = _dot_acc(a, w, acc, ACC, DOT_F32)
-        if K_STEPS and DEFER:
+        if K_STEPS and LATE_SCALE:
             acc = _scale_into(acc, pending, row_s, col_s, ROW_STEP, COL_STEP)
             pending = part.to(tl.float32)
             row_s, col_s = _step_scales(a_scale_ptr, w_scale_ptr, a_step, rm_c, rn_c, pid_n, kb, K, N, a_scale_stride,
@@ -515,7 +516,7 @@ def scaled_mm_kernel(
             row_s, col_s = _step_scales(a_scale_ptr, w_scale_ptr, a_step, rm_c, rn_c, pid_n, kb, K, N, a_scale_stride,
                                         A_SCALE, W_SCALE, BLOCK_N, BLOCK_K)
             acc = _scale_into(acc, part.to(tl.float32), row_s, col_s, ROW_STEP, COL_STEP)
-    if K_STEPS and DEFER:
+    if K_STEPS and LATE_SCALE:
         acc = _scale_into(acc, pending, row_s, col_s, ROW_STEP, COL_STEP)
     if SPLIT_K == 1:
         _epilogue(acc, a_scale, w_scale_ptr, w_zero_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m, mask_n, stride_om,
@@ -540,6 +541,7 @@ class ScaledConfig:
     num_stages: int = 3
     group_m: int = 8
     split_k: int = 1  # > 1: K split across programs (small M), the partials added by the last (counters)
+    late_scale: bool = False  # scales along K applied during the next step's dot (scaled_mm_kernel)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -650,7 +652,8 @@ def launch_scaled_mm(a, a_scales, w_codes, w_scales, w_zeros, bias, fmt: ScaledF
                   QUANTIZE_A=quantize_a, DOT_F32=interpreted, EVEN_K=k % config.block_k == 0,
                   EVEN_N=n % config.block_n == 0,
                   BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, GROUP_M=config.group_m,
-                  SPLIT_K=split_k, num_warps=config.num_warps, num_stages=config.num_stages)
+                  SPLIT_K=split_k, LATE_SCALE=config.late_scale and fmt.k_steps, num_warps=config.num_warps,
+                  num_stages=config.num_stages)
     if warmup:
         scaled_mm_kernel.warmup(*args, grid=(tiles, split_k), **consts)
         return out
