@@ -92,7 +92,7 @@ def build_scaled(layout: ScaledLayout, block_m: int, block_n: int, num_warps: in
     consts = dict(ACT=fmt.act, WEIGHT=fmt.weight, A_SCALE=fmt.a_scale, W_SCALE=fmt.w_scale, HAS_BIAS=True,
                   QUANTIZE_A=prologue, DOT_F32=False, EVEN_K=True, EVEN_N=True, BLOCK_M=block_m, BLOCK_N=block_n,
                   BLOCK_K=fmt.group if fmt.k_steps else 128, GROUP_M=8, SPLIT_K=split_k,
-                  LATE_SCALE=os.environ.get("LATE_SCALE") == "1")
+                  LATE_SCALE=os.environ.get("LATE_SCALE") == "1", SWAP_AB=os.environ.get("SWAP_AB") == "1")
     sig = {name: pointers.get(name, "constexpr" if name in consts else "i32") for name in kernel.arg_names}
     attrs = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(kernel.arg_names)
              if sig[name] != "constexpr" and name != "M"}

@@ -98,19 +98,24 @@ def scaled_candidates(fmt, m: int) -> list[ScaledConfig]:
         bm = max(16, 1 << (m - 1).bit_length())
         # Hopper has no fp8 mma.sync: under 64 rows an fp8 tile is cast to f16 for it, 64 rows take the wgmma
         rows = [bm] if fmt.act == "int8" or bm >= 64 else [bm, 64]
-        return [ScaledConfig(r, bn, bk, num_warps=4, num_stages=4, split_k=sk) for r in rows
-                for bn, splits in ((16, (1, 2)), (32, (1, 2, 4)), (64, (1, 2, 4, 8))) for bk in steps for sk in splits
-                if r < 64 or bn >= 32]
-    lates = (False, True) if fmt.k_steps else (False,)  # scales along K: also applied during the next step's dot
+        out = [ScaledConfig(r, bn, bk, num_warps=4, num_stages=4, split_k=sk) for r in rows
+               for bn, splits in ((16, (1, 2)), (32, (1, 2, 4)), (64, (1, 2, 4, 8))) for bk in steps for sk in splits
+               if r < 64 or bn >= 32]
+        if fmt.weight == "int4":  # transposed: 64 or 128 weight rows are the wgmma's M, the activation its N
+            out += [ScaledConfig(bm, bn, bk, num_warps=4, num_stages=4, split_k=sk, swap_ab=True)
+                    for bn, splits in ((64, (1, 2, 4, 8)), (128, (1, 2, 4))) for bk in steps for sk in splits]
+        return out
+    # scales along K: also applied during the next step's dot; int4 weights: also the tile transposed
+    lates = (False, True) if fmt.k_steps else (False,)
+    swaps = (False, True) if fmt.weight == "int4" else (False,)
     if m <= 256:
-        return [ScaledConfig(bm, bn, steps[0], num_warps=w, num_stages=st, late_scale=late)
-                for bm, bn, w, st in ((64, 64, 4, 4), (64, 128, 4, 4), (128, 64, 4, 4), (128, 128, 8, 3),
-                                      (128, 128, 4, 4)) for late in lates]
-    return [ScaledConfig(bm, bn, steps[0], num_warps=w, num_stages=st, late_scale=late)
-            for bm, bn, w, st in ((128, 128, 8, 3), (128, 128, 8, 4), (128, 128, 8, 5), (128, 128, 4, 4),
-                                  (128, 256, 8, 3), (128, 256, 8, 4), (256, 128, 8, 3), (256, 128, 8, 4),
-                                  (64, 128, 4, 4), (64, 128, 4, 5), (128, 64, 4, 4), (64, 256, 8, 3))
-            for late in lates]
+        tiles = ((64, 64, 4, 4), (64, 128, 4, 4), (128, 64, 4, 4), (128, 128, 8, 3), (128, 128, 4, 4))
+    else:
+        tiles = ((128, 128, 8, 3), (128, 128, 8, 4), (128, 128, 8, 5), (128, 128, 4, 4), (128, 256, 8, 3),
+                 (128, 256, 8, 4), (256, 128, 8, 3), (256, 128, 8, 4), (64, 128, 4, 4), (64, 128, 4, 5),
+                 (128, 64, 4, 4), (64, 256, 8, 3))
+    return [ScaledConfig(bm, bn, steps[0], num_warps=w, num_stages=st, late_scale=late, swap_ab=swap)
+            for bm, bn, w, st in tiles for late in lates for swap in swaps]
 
 
 def fastest(configs, weights, x, launch, bench, settle_s=0.1):

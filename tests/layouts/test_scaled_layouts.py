@@ -455,6 +455,36 @@ def test_late_scale_gives_the_same_sums(layout, monkeypatch):
         assert torch.equal(outs[0], outs[1]), f"late scale changed the sums (split {split})"
 
 
+@pytest.mark.parametrize("layout", [l for l in EXAMPLES if l.scaled_format().weight == "int4"],
+                         ids=[i for l, i in zip(EXAMPLES, IDS) if l.scaled_format().weight == "int4"])
+def test_transposed_tile_matches_reference(layout, monkeypatch):
+    """W4A8's tile computed transposed (ScaledConfig.swap_ab: out^T = W a^T, the decoded weight the MMA's
+    A operand), with and without late scaling and split-K, on both activation paths: within the float64
+    reference's bound, and with int8 activations (int32 partial sums) the plain tile's output bit for bit."""
+    import tqk.ops
+    from tqk.kernels.scaled_mm import ScaledConfig
+
+    fmt = layout.scaled_format()
+    n, k, dtype = 45, fmt.group * 3, torch.bfloat16
+    qw = _weight_for(layout, n, k, dtype, "normal", 6)
+    b = torch.randn(n, generator=torch.Generator().manual_seed(4)).to(dtype).to(DEVICE)
+    chosen = {}
+    monkeypatch.setattr(tqk.ops, "scaled_config", lambda *args: chosen["config"])
+    for m, act_quant in ((33, "codes"), (5, "prologue")):
+        x = _mixed_rows(m, k, dtype, 8)
+        w = _forced(qw, act_quant)
+        for split, late in ((1, False), (3, True)):
+            outs = []
+            for swap in (False, True):
+                chosen["config"] = ScaledConfig(16, 32, fmt.group, num_stages=1, split_k=split, late_scale=late,
+                                                swap_ab=swap)
+                outs.append(w.linear(x, b))
+            msg = f"transposed tile M={m} {act_quant} split {split} late {late}"
+            T.assert_close_to_scaled_reference(outs[1], x, w, b, msg=msg)
+            if layout.act == "int8":
+                assert torch.equal(outs[0], outs[1]), msg
+
+
 def test_quantize_in_prologue_policy():
     """"auto": the prologue only per tensor and per 1x128 block in the small-M region of tqk.ops (two
     kernels per linear where the codes path takes three or four), the codes everywhere else (faster

@@ -404,14 +404,20 @@ def _step_scales(a_scale_ptr, w_scale_ptr, a_step, rm_c, rn_c, pid_n, kb, K, N, 
 
 
 @triton.jit
-def _scale_into(acc, part, row, col, ROW_STEP: tl.constexpr, COL_STEP: tl.constexpr):
-    """acc + part scaled by its step's row and column scales."""
-    if ROW_STEP and COL_STEP:
-        out = acc + (part * row[:, None]) * col[None, :]
-    elif ROW_STEP:
-        out = acc + part * row[:, None]
+def _scale_into(acc, part, row, col, ROW_STEP: tl.constexpr, COL_STEP: tl.constexpr, SWAP: tl.constexpr):
+    """acc + part scaled by its step's row (M) and column (N) scales; SWAP: acc and part are [N, M]."""
+    if SWAP:
+        r = row[None, :]
+        c = col[:, None]
     else:
-        out = acc + part * col[None, :]
+        r = row[:, None]
+        c = col[None, :]
+    if ROW_STEP and COL_STEP:
+        out = acc + (part * r) * c
+    elif ROW_STEP:
+        out = acc + part * r
+    else:
+        out = acc + part * c
     return out
 
 
@@ -422,7 +428,7 @@ def scaled_mm_kernel(
     ACT: tl.constexpr, WEIGHT: tl.constexpr, A_SCALE: tl.constexpr, W_SCALE: tl.constexpr,
     HAS_BIAS: tl.constexpr, QUANTIZE_A: tl.constexpr, DOT_F32: tl.constexpr, EVEN_K: tl.constexpr, EVEN_N: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-    SPLIT_K: tl.constexpr, LATE_SCALE: tl.constexpr,
+    SPLIT_K: tl.constexpr, LATE_SCALE: tl.constexpr, SWAP_AB: tl.constexpr,
 ):
     """SPLIT_K > 1 (small M: more programs than N's tiles give): program (tile, s) takes steps_per_split
     K steps from step s * steps_per_split and stores its partial sums (int32 for int8 x int8 with row
@@ -433,7 +439,13 @@ def scaled_mm_kernel(
     LATE_SCALE (K_STEPS, a tuned choice): step k's partial is scaled into acc during step k + 1's dot, so
     a wgmma (BLOCK_M >= 64) runs under the scaling, where otherwise each step waits for its own dot right
     after issuing it (offline sm_90 SASS: the wait moves after 55 of the 64 FFMAs, and the carried partial
-    costs 64 moves a step). The same sums in the same order either way."""
+    costs 64 moves a step). The same sums in the same order either way.
+
+    SWAP_AB (int4 weights, a tuned choice): the tile is computed transposed, out^T = W a^T, so the decoded
+    weight is the wgmma's A operand, read from registers, where as B it went registers -> shared memory
+    (a fence and a barrier a step) first; the weight's bytes load as they lie, K contiguous, and a 16-row
+    activation is a wgmma's N of 16 rather than an mma.sync (offline sm_90 SASS, 128x128 int8: loop 368
+    -> 279, no shared stores). The accumulator is turned back once, after the loop."""
     pid = tl.program_id(0)
     num_m, num_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
     width = GROUP_M * num_n  # GROUP_M row tiles walk N together: their weight tiles share the L2
@@ -451,7 +463,11 @@ def scaled_mm_kernel(
                              or W_SCALE == "e8m0")  # scales that change along K (ScaledFormat.k_steps)
     ACC: tl.constexpr = tl.int32 if ACT == "int8" else tl.float32
     HALF: tl.constexpr = BLOCK_K // 2
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32 if K_STEPS else ACC)
+    SWAP: tl.constexpr = SWAP_AB and WEIGHT == "int4"
+    if SWAP:
+        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)  # (int4's group scales always change along K)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32 if K_STEPS else ACC)
     a_rows = (a_ptr if QUANTIZE_A else _typed(a_ptr, ACT, DOT_F32)) + rm_c[:, None].to(tl.int64) * stride_am
     if A_SCALE == "row" or A_SCALE == "tensor":  # (stride 0: NVFP4's one tensor scale, expanded)
         a_scale = tl.load(a_scale_ptr + rm_c * a_scale_stride).to(tl.float32)
@@ -469,7 +485,7 @@ def scaled_mm_kernel(
         k_end = tl.minimum(K, k_begin + steps_per_split * BLOCK_K)
     ROW_STEP: tl.constexpr = A_SCALE == "block" or A_SCALE == "e8m0" or (W_SCALE == "block" and BLOCK_N <= BLOCK_K)
     COL_STEP: tl.constexpr = W_SCALE == "e8m0" or W_SCALE == "group" or (W_SCALE == "block" and BLOCK_N > BLOCK_K)
-    pending = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)  # LATE_SCALE: the last step's partial, its scales
+    pending = tl.zeros_like(acc)  # LATE_SCALE: the last step's partial, its scales
     row_s = tl.zeros((BLOCK_M,), dtype=tl.float32)
     col_s = tl.zeros((BLOCK_N,), dtype=tl.float32)
     for k0 in range(k_begin, k_end, BLOCK_K):
@@ -481,10 +497,19 @@ def scaled_mm_kernel(
         if WEIGHT == "int4":
             # byte j of a group holds codes j (low nibble) and j + GROUP // 2 (high nibble)
             rk = k0 + tl.arange(0, HALF)
-            a_lo = _a_operand(tl.load(a_rows + rk[None, :]), a_inv, ACT, QUANTIZE_A, DOT_F32)
-            a_hi = _a_operand(tl.load(a_rows + rk[None, :] + HALF), a_inv, ACT, QUANTIZE_A, DOT_F32)
-            byte = tl.load(w_ptr + rn_c[None, :].to(tl.int64) * stride_wn + (k0 // 2 + tl.arange(0, HALF))[:, None])
-            zero = tl.load(w_zero_ptr + kb * N + rn_c).to(tl.float32)[None, :]
+            rb = k0 // 2 + tl.arange(0, HALF)
+            if SWAP:  # a^T [HALF, BLOCK_M] and the bytes [BLOCK_N, HALF]
+                a_cols = (a_ptr if QUANTIZE_A else _typed(a_ptr, ACT, DOT_F32)) + rm_c[None, :].to(tl.int64) * stride_am
+                inv = tl.trans(a_inv)
+                a_lo = _a_operand(tl.load(a_cols + rk[:, None]), inv, ACT, QUANTIZE_A, DOT_F32)
+                a_hi = _a_operand(tl.load(a_cols + rk[:, None] + HALF), inv, ACT, QUANTIZE_A, DOT_F32)
+                byte = tl.load(w_ptr + rn_c[:, None].to(tl.int64) * stride_wn + rb[None, :])
+                zero = tl.load(w_zero_ptr + kb * N + rn_c).to(tl.float32)[:, None]
+            else:
+                a_lo = _a_operand(tl.load(a_rows + rk[None, :]), a_inv, ACT, QUANTIZE_A, DOT_F32)
+                a_hi = _a_operand(tl.load(a_rows + rk[None, :] + HALF), a_inv, ACT, QUANTIZE_A, DOT_F32)
+                byte = tl.load(w_ptr + rn_c[None, :].to(tl.int64) * stride_wn + rb[:, None])
+                zero = tl.load(w_zero_ptr + kb * N + rn_c).to(tl.float32)[None, :]
             if ACT == "int8" and not DOT_F32:
                 lo, hi = _int4_pairs_as_int8(byte, zero)
             elif ACT == "e4m3" and not DOT_F32:
@@ -493,7 +518,10 @@ def scaled_mm_kernel(
                 byte = byte.to(tl.int32) & 0xFF
                 lo = _int4_as(byte & 15, zero, ACT, DOT_F32)
                 hi = _int4_as(byte >> 4, zero, ACT, DOT_F32)
-            part = _dot_acc(a_hi, hi, _dot(a_lo, lo, ACC, DOT_F32), ACC, DOT_F32)
+            if SWAP:
+                part = _dot_acc(hi, a_hi, _dot(lo, a_lo, ACC, DOT_F32), ACC, DOT_F32)
+            else:
+                part = _dot_acc(a_hi, hi, _dot(a_lo, lo, ACC, DOT_F32), ACC, DOT_F32)
         else:
             rk = k0 + tl.arange(0, BLOCK_K)
             if EVEN_K:
@@ -508,16 +536,18 @@ def scaled_mm_kernel(
             else:
                 acc = _dot_acc(a, w, acc, ACC, DOT_F32)
         if K_STEPS and LATE_SCALE:
-            acc = _scale_into(acc, pending, row_s, col_s, ROW_STEP, COL_STEP)
+            acc = _scale_into(acc, pending, row_s, col_s, ROW_STEP, COL_STEP, SWAP)
             pending = part.to(tl.float32)
             row_s, col_s = _step_scales(a_scale_ptr, w_scale_ptr, a_step, rm_c, rn_c, pid_n, kb, K, N, a_scale_stride,
                                         A_SCALE, W_SCALE, BLOCK_N, BLOCK_K)
         elif K_STEPS:
             row_s, col_s = _step_scales(a_scale_ptr, w_scale_ptr, a_step, rm_c, rn_c, pid_n, kb, K, N, a_scale_stride,
                                         A_SCALE, W_SCALE, BLOCK_N, BLOCK_K)
-            acc = _scale_into(acc, part.to(tl.float32), row_s, col_s, ROW_STEP, COL_STEP)
+            acc = _scale_into(acc, part.to(tl.float32), row_s, col_s, ROW_STEP, COL_STEP, SWAP)
     if K_STEPS and LATE_SCALE:
-        acc = _scale_into(acc, pending, row_s, col_s, ROW_STEP, COL_STEP)
+        acc = _scale_into(acc, pending, row_s, col_s, ROW_STEP, COL_STEP, SWAP)
+    if SWAP:
+        acc = tl.trans(acc)
     if SPLIT_K == 1:
         _epilogue(acc, a_scale, w_scale_ptr, w_zero_ptr, bias_ptr, out_ptr, rm, rn, rn_c, mask_m, mask_n, stride_om,
                   A_SCALE, W_SCALE, HAS_BIAS)
@@ -542,6 +572,7 @@ class ScaledConfig:
     group_m: int = 8
     split_k: int = 1  # > 1: K split across programs (small M), the partials added by the last (counters)
     late_scale: bool = False  # scales along K applied during the next step's dot (scaled_mm_kernel)
+    swap_ab: bool = False  # int4 weights: the tile computed transposed, the decoded weight the MMA's A
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -652,7 +683,8 @@ def launch_scaled_mm(a, a_scales, w_codes, w_scales, w_zeros, bias, fmt: ScaledF
                   QUANTIZE_A=quantize_a, DOT_F32=interpreted, EVEN_K=k % config.block_k == 0,
                   EVEN_N=n % config.block_n == 0,
                   BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, GROUP_M=config.group_m,
-                  SPLIT_K=split_k, LATE_SCALE=config.late_scale and fmt.k_steps, num_warps=config.num_warps,
+                  SPLIT_K=split_k, LATE_SCALE=config.late_scale and fmt.k_steps,
+                  SWAP_AB=config.swap_ab and fmt.weight == "int4", num_warps=config.num_warps,
                   num_stages=config.num_stages)
     if warmup:
         scaled_mm_kernel.warmup(*args, grid=(tiles, split_k), **consts)
