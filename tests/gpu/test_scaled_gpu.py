@@ -160,3 +160,52 @@ def test_forced_activation_paths_against_float64_reference(name, m):
     fmt = w.quant_layout.scaled_format()
     if fmt.act == "int8" and fmt.a_scale != "block" and fmt.w_scale == "row":
         assert torch.equal(outs["prologue"], outs["codes"])
+
+
+# the tuner's tile options, each forced (a tuned table picks them only where they win): late scaling of the
+# K-step partials and W4A8's transposed tile, at wgmma tiles (64+ rows or, transposed, 64+ weight rows) and a
+# small one
+TUNER_OPTIONS = [
+    dict(block_m=128, block_n=128, num_warps=8, num_stages=3, late_scale=True),
+    dict(block_m=64, block_n=128, num_warps=4, num_stages=4, late_scale=True),
+    dict(block_m=128, block_n=128, num_warps=8, num_stages=3, swap_ab=True),
+    dict(block_m=128, block_n=64, num_warps=4, num_stages=4, swap_ab=True, late_scale=True),
+    dict(block_m=16, block_n=64, num_warps=4, num_stages=4, swap_ab=True, split_k=4),
+    dict(block_m=16, block_n=128, num_warps=4, num_stages=4, swap_ab=True),
+]
+K_STEP_CONFIGS = [name for name, c in CONFIGS.items() if c.layout().scaled_format().k_steps]
+
+
+@pytest.mark.parametrize("option", range(len(TUNER_OPTIONS)))
+@pytest.mark.parametrize("name", K_STEP_CONFIGS)
+def test_tuner_options_against_float64_reference(name, option, monkeypatch):
+    """ScaledConfig.late_scale and swap_ab (scaled_mm_kernel), forced at Llama-3-8B's o projection, on
+    the codes path at M = 200 and the prologue (where it takes one) at M = 16: within the bf16 rounding bound
+    of the float64 reference. swap_ab applies to int4 weights only (a no-op elsewhere, skipped)."""
+    import dataclasses
+
+    import tqk.ops
+    from tqk.kernels.scaled_mm import ScaledConfig
+
+    _needs_fp8(name)
+    fields = TUNER_OPTIONS[option]
+    layout = CONFIGS[name].layout()
+    fmt = layout.scaled_format()
+    if fields.get("swap_ab") and fmt.weight != "int4":
+        pytest.skip("swap_ab: int4 weights only")
+    n, k = LLAMA3_8B["qo"]
+    torch.manual_seed(option)
+    lin = nn.Linear(k, n, dtype=DT, device=CUDA)
+    tqk.quantize_(lin, CONFIGS[name])
+    w = lin.weight
+    config = ScaledConfig(block_k=fmt.group, **fields)
+    monkeypatch.setattr(tqk.ops, "scaled_config", lambda *args: config)
+    paths = [(200, "codes")] + ([(16, "prologue")] if layout.takes_prologue else [])
+    for m, act_quant in paths:
+        x = torch.randn(m, k, dtype=DT, device=CUDA)
+        forced = tqk.QuantizedLinearWeight(w.packed, w.scales, w.zeros,
+                                           dataclasses.replace(w.quant_layout, act_quant=act_quant), tuple(w.shape),
+                                           w.dtype)
+        with torch.no_grad():
+            out = forced.linear(x, lin.bias)
+        T.assert_close_to_scaled_reference(out, x, forced, lin.bias, msg=f"{name} {fields} M={m} {act_quant}")
