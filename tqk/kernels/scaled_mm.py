@@ -338,6 +338,21 @@ def _int4_pairs_as_e4m3(byte, zero):
 
 
 @triton.jit
+def _int4_pairs(byte, zero, ACT: tl.constexpr, DOT_F32: tl.constexpr):
+    """Bytes of two 4-bit codes -> the low and high nibbles' q - z in the activations' operand type: four
+    bytes a register on a GPU (int8, e4m3), int32 lanes otherwise (float32 under the interpreter)."""
+    if ACT == "int8" and not DOT_F32:
+        lo, hi = _int4_pairs_as_int8(byte, zero)
+    elif ACT == "e4m3" and not DOT_F32:
+        lo, hi = _int4_pairs_as_e4m3(byte, zero)
+    else:
+        q = byte.to(tl.int32) & 0xFF
+        lo = _int4_as(q & 15, zero, ACT, DOT_F32)
+        hi = _int4_as(q >> 4, zero, ACT, DOT_F32)
+    return lo, hi
+
+
+@triton.jit
 def _dot(a, w, acc_dtype: tl.constexpr, DOT_F32: tl.constexpr):
     if DOT_F32:
         d = tl.dot(a, w, out_dtype=tl.float32)
@@ -468,7 +483,9 @@ def scaled_mm_kernel(
         acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)  # (int4's group scales always change along K)
     else:
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32 if K_STEPS else ACC)
-    a_rows = (a_ptr if QUANTIZE_A else _typed(a_ptr, ACT, DOT_F32)) + rm_c[:, None].to(tl.int64) * stride_am
+    a_base = a_ptr if QUANTIZE_A else _typed(a_ptr, ACT, DOT_F32)
+    a_rows = a_base + rm_c[:, None].to(tl.int64) * stride_am
+    a_cols = a_base + rm_c[None, :].to(tl.int64) * stride_am  # (SWAP: a^T)
     if A_SCALE == "row" or A_SCALE == "tensor":  # (stride 0: NVFP4's one tensor scale, expanded)
         a_scale = tl.load(a_scale_ptr + rm_c * a_scale_stride).to(tl.float32)
         if QUANTIZE_A and A_SCALE == "tensor":  # the rows' own scales in: the largest finite one is the tensor's
@@ -499,7 +516,6 @@ def scaled_mm_kernel(
             rk = k0 + tl.arange(0, HALF)
             rb = k0 // 2 + tl.arange(0, HALF)
             if SWAP:  # a^T [HALF, BLOCK_M] and the bytes [BLOCK_N, HALF]
-                a_cols = (a_ptr if QUANTIZE_A else _typed(a_ptr, ACT, DOT_F32)) + rm_c[None, :].to(tl.int64) * stride_am
                 inv = tl.trans(a_inv)
                 a_lo = _a_operand(tl.load(a_cols + rk[:, None]), inv, ACT, QUANTIZE_A, DOT_F32)
                 a_hi = _a_operand(tl.load(a_cols + rk[:, None] + HALF), inv, ACT, QUANTIZE_A, DOT_F32)
@@ -510,14 +526,7 @@ def scaled_mm_kernel(
                 a_hi = _a_operand(tl.load(a_rows + rk[None, :] + HALF), a_inv, ACT, QUANTIZE_A, DOT_F32)
                 byte = tl.load(w_ptr + rn_c[None, :].to(tl.int64) * stride_wn + rb[:, None])
                 zero = tl.load(w_zero_ptr + kb * N + rn_c).to(tl.float32)[None, :]
-            if ACT == "int8" and not DOT_F32:
-                lo, hi = _int4_pairs_as_int8(byte, zero)
-            elif ACT == "e4m3" and not DOT_F32:
-                lo, hi = _int4_pairs_as_e4m3(byte, zero)
-            else:
-                byte = byte.to(tl.int32) & 0xFF
-                lo = _int4_as(byte & 15, zero, ACT, DOT_F32)
-                hi = _int4_as(byte >> 4, zero, ACT, DOT_F32)
+            lo, hi = _int4_pairs(byte, zero, ACT, DOT_F32)
             if SWAP:
                 part = _dot_acc(hi, a_hi, _dot(lo, a_lo, ACC, DOT_F32), ACC, DOT_F32)
             else:
